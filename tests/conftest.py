@@ -1,0 +1,32 @@
+"""Shared fixtures: real data from ../shared and Debian's Fashion-MNIST, small and fixed."""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def mnist_test_images():
+    """The real MNIST test images as float32 (10000, 28, 28, 1) in [0, 1]."""
+    from tfvae.data.idx import read_idx
+
+    path = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
+    if not path.exists():
+        pytest.fail(f"The MNIST test set is expected at {MNIST_DIR}.")
+    return read_idx(path)[..., None].astype(np.float32) / 255.0
+
+
+@pytest.fixture(scope="session")
+def binarized_mnist(mnist_test_images):
+    """MNIST test images binarized once with a fixed seed: (train 8000, held-out 2000)."""
+    rng = np.random.default_rng(0)
+    binary = (rng.random(mnist_test_images.shape) < mnist_test_images).astype(np.float32)
+    return binary[:8000], binary[8000:]

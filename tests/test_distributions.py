@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+import tensorflow as tf
+
+from tfvae.distributions import (
+    SCALE_FLOOR,
+    BernoulliLikelihood,
+    GaussianLikelihood,
+    GaussianPosterior,
+    make_likelihood,
+    standard_normal_prior,
+)
+
+
+def test_posterior_scale_is_positive_and_log_prob_matches_scipy():
+    params = np.random.default_rng(0).normal(size=(5, 2 * 3)).astype(np.float32)
+    params[0, 3:] = -200.0  # softplus underflows to 0; the floor keeps the scale > 0
+    posterior = GaussianPosterior()(params)
+    scale = posterior.stddev().numpy()
+    assert posterior.batch_shape == (5,) and posterior.event_shape == (3,)
+    np.testing.assert_allclose(scale[0], SCALE_FLOOR, rtol=1e-3)
+    np.testing.assert_allclose(scale[1:], np.log1p(np.exp(params[1:, 3:])) + SCALE_FLOOR, rtol=1e-5)
+    x = np.zeros((5, 3), np.float32)
+    expected = scipy.stats.norm(params[1:, :3], scale[1:]).logpdf(x[1:]).sum(-1)
+    np.testing.assert_allclose(posterior.log_prob(x).numpy()[1:], expected, rtol=1e-4)
+
+
+def test_bernoulli_log_prob_matches_scipy_and_is_finite_at_extremes():
+    logits = np.random.default_rng(1).normal(size=(4, 2, 3, 1)).astype(np.float32) * 30
+    likelihood = BernoulliLikelihood()(logits)
+    assert likelihood.event_shape == (2, 3, 1) and likelihood.batch_shape == (4,)
+    for value in (0.0, 1.0):
+        x = np.full((4, 2, 3, 1), value, np.float32)
+        logits64 = logits.astype(np.float64)  # log_expit is exact where sigmoid saturates
+        expected = x * scipy.special.log_expit(logits64) + (1 - x) * scipy.special.log_expit(-logits64)
+        got = likelihood.log_prob(x).numpy()
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, expected.reshape(4, -1).sum(-1), rtol=1e-4)
+
+
+def test_gaussian_likelihood_fixed_and_learned_scale():
+    raw = np.random.default_rng(2).normal(size=(3, 2, 2, 3)).astype(np.float32)
+    x = np.random.default_rng(3).random((3, 2, 2, 3)).astype(np.float32)
+    fixed = GaussianLikelihood(scale=0.2)
+    mean = 1 / (1 + np.exp(-raw))
+    expected = scipy.stats.norm(mean, 0.2).logpdf(x).reshape(3, -1).sum(-1)
+    np.testing.assert_allclose(fixed(raw).log_prob(x).numpy(), expected, rtol=1e-4)
+    learned = GaussianLikelihood(scale="learned")
+    learned.build(raw.shape)
+    assert len(learned.trainable_weights) == 1
+    np.testing.assert_allclose(float(learned.current_scale()), 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("scale", [0, -1.0, "fixed", None])
+def test_gaussian_likelihood_rejects_bad_scale(scale):
+    with pytest.raises(ValueError, match="scale > 0"):
+        GaussianLikelihood(scale=scale)
+
+
+def test_unknown_likelihood_lists_choices():
+    with pytest.raises(ValueError, match=r"Unknown likelihood 'poisson'.*bernoulli.*gaussian"):
+        make_likelihood("poisson")
+
+
+def test_prior_is_standard_normal():
+    prior = standard_normal_prior(4)
+    z = np.random.default_rng(4).normal(size=(7, 4)).astype(np.float32)
+    np.testing.assert_allclose(
+        prior.log_prob(z).numpy(), scipy.stats.norm().logpdf(z).sum(-1), rtol=1e-5
+    )
+    assert prior.dtype == tf.float32

@@ -1,0 +1,38 @@
+"""tfvae: Variational Autoencoders for Keras 3 and TensorFlow Probability.
+
+Attributes are imported lazily so that `import tfvae` (and the `tfvae --help`
+command line) does not pay TensorFlow's import time until a model is used.
+"""
+
+import importlib
+
+from tfvae._version import __version__
+
+_LAZY_ATTRIBUTES = {
+    "VAE": ("tfvae.model", "VAE"),
+    "KLWarmup": ("tfvae.callbacks", "KLWarmup"),
+}
+_SUBMODULES = (
+    "callbacks",
+    "data",
+    "distributions",
+    "evaluation",
+    "export",
+    "images",
+    "model",
+    "networks",
+    "objectives",
+    "strategies",
+    "training",
+)
+
+__all__ = ["__version__", *_LAZY_ATTRIBUTES, *_SUBMODULES]
+
+
+def __getattr__(name):
+    if name in _LAZY_ATTRIBUTES:
+        module_name, attribute = _LAZY_ATTRIBUTES[name]
+        return getattr(importlib.import_module(module_name), attribute)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tfvae.{name}")
+    raise AttributeError(f"module 'tfvae' has no attribute {name!r}")

@@ -1,0 +1,307 @@
+"""The Variational Autoencoder: a `keras.Model` trained on the reparameterized ELBO.
+
+The encoder and decoder return `tfd` distributions; `call` returns the
+reconstruction mean only, so `predict` and SavedModel signatures see tensors.
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvae import networks, objectives
+from tfvae.distributions import standard_normal_prior
+from tfvae.validation import check_fit_input, check_images
+
+# Elements (samples x batch x pixels) of one importance-sampling chunk: bounds memory for large K.
+IWAE_CHUNK_ELEMENTS = 2**24
+
+SAMPLE_MODES = {
+    "mean": lambda likelihood, seed: likelihood.mean(),
+    "sample": lambda likelihood, seed: likelihood.sample(seed=seed),
+}
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class VAE(keras.Model):
+    """Variational Autoencoder (Kingma & Welling, 2013) with prior p(z) = N(0, I).
+
+    Training maximizes ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)) with
+    `num_samples` reparameterized draws z = μ + σ·ε per example. `beta`
+    weighs the KL term (a non-trainable variable, so callbacks such as
+    `KLWarmup` can anneal it); `kl` is "analytic" or "monte_carlo".
+
+    #### Example
+    ```python
+    vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=20)
+    vae.compile()                      # Adam(1e-3), XLA on
+    vae.fit(x_train, epochs=10, validation_data=(x_test,))
+    ```
+    """
+
+    def __init__(self, encoder, decoder, beta=1.0, kl="analytic", num_samples=1, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if encoder.latent_dim != decoder.latent_dim:
+            raise ValueError(
+                "Expected the encoder and decoder to share latent_dim. Received: "
+                f"encoder.latent_dim={encoder.latent_dim}, decoder.latent_dim={decoder.latent_dim}"
+            )
+        if tuple(encoder.image_shape) != tuple(decoder.image_shape):
+            raise ValueError(
+                "Expected the encoder and decoder to share image_shape. Received: "
+                f"encoder.image_shape={encoder.image_shape}, decoder.image_shape={decoder.image_shape}"
+            )
+        if not (isinstance(beta, (int, float)) and beta >= 0):
+            raise ValueError(f"Expected beta >= 0. Received: beta={beta!r}")
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"Expected num_samples >= 1. Received: num_samples={num_samples!r}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.kl = objectives.check_kl(kl)
+        self.num_samples = num_samples
+        self.seed = seed
+        self.initial_beta = float(beta)
+        self.beta = keras.Variable(float(beta), trainable=False, name="beta", dtype="float32")
+        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+        self.trackers = {
+            name: keras.metrics.Mean(name=name) for name in ("loss", "reconstruction", "kl", "elbo")
+        }
+        self._eval_functions = {}
+        self.build((None, *self.image_shape))
+
+    @classmethod
+    def for_images(
+        cls,
+        input_shape,
+        latent_dim=20,
+        architecture="mlp",
+        likelihood="bernoulli",
+        gaussian_scale=0.1,
+        **vae_options,
+    ):
+        """The common case: an MLP or conv encoder/decoder pair for images of `input_shape`.
+
+        `gaussian_scale` (a float σ, or "learned") applies to `likelihood="gaussian"` only.
+        """
+        make_encoder, make_decoder = networks.networks_for(architecture)
+        likelihood_options = {"scale": gaussian_scale} if likelihood == "gaussian" else {}
+        return cls(
+            make_encoder(input_shape, latent_dim),
+            make_decoder(input_shape, latent_dim, likelihood=likelihood, **likelihood_options),
+            **vae_options,
+        )
+
+    @property
+    def image_shape(self):
+        return tuple(self.encoder.image_shape)
+
+    @property
+    def latent_dim(self):
+        return self.encoder.latent_dim
+
+    @property
+    def data_support(self):
+        return self.decoder.likelihood.support
+
+    def build(self, input_shape):
+        # The networks build themselves from their shapes; only unbuilt ones need it.
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        if not self.decoder.built:
+            self.decoder.build((None, self.latent_dim))
+        self.built = True
+
+    # Training -----------------------------------------------------------------
+
+    def compile(self, optimizer=None, jit_compile=True, **kwargs):
+        """Like `keras.Model.compile`, but with Adam(1e-3) and XLA on by default.
+
+        Keras's `jit_compile="auto"` resolves to off on CPU; the VAE step is
+        XLA-friendly, so it asks for it explicitly.
+        """
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(learning_rate=1e-3)
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restores the compiled state (optimizer included) when a saved model is loaded."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        self.optimizer.build(self.trainable_variables)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def prior(self):
+        return standard_normal_prior(self.latent_dim)
+
+    def _seed(self, seed=None):
+        """An int32 stateless seed pair: from the model's generator, or from an int."""
+        if seed is None:
+            return tf.cast(self.seed_generator.next(), tf.int32)
+        return tf.constant([seed, 0], tf.int32)
+
+    def compute_elbo_terms(self, images, seed, num_samples=None):
+        """Per-example loss, reconstruction, kl and elbo (nats) for a batch of images."""
+        return objectives.elbo_terms(
+            images,
+            self.encoder,
+            self.decoder,
+            self.prior(),
+            seed,
+            num_samples=num_samples or self.num_samples,
+            kl=self.kl,
+            beta=self.beta,
+        )
+
+    def _update_trackers(self, terms):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, data):
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            terms = self.compute_elbo_terms(images, self._seed())
+            # Gradients are summed over replicas, so each replica's mean loss is
+            # scaled to make the total equal the single-device gradient.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = tf.reduce_mean(terms["loss"]) / replicas
+            loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._update_trackers(terms)
+
+    def test_step(self, data):
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self._update_trackers(self.compute_elbo_terms(images, self._seed()))
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        check_fit_input(x, self.image_shape, self.data_support)
+        validation_data = kwargs.get("validation_data")
+        if isinstance(validation_data, (tuple, list)):
+            validation_data = validation_data[0]
+        check_fit_input(validation_data, self.image_shape, self.data_support, "validation_data")
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        check_fit_input(x, self.image_shape, self.data_support)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        check_fit_input(x, self.image_shape, self.data_support)
+        return super().predict(x, *args, **kwargs)
+
+    # Inference ----------------------------------------------------------------
+
+    def call(self, images):
+        """The reconstruction mean E[x | z = posterior mean]: tensors only, for predict and serving."""
+        return self.decoder(self.encoder(images).mean()).mean()
+
+    def _checked(self, images):
+        check_images(images, self.image_shape, self.data_support)
+        return tf.convert_to_tensor(images, tf.float32)
+
+    def encode(self, images):
+        """The approximate posterior q(z|x), a `tfd.MultivariateNormalDiag` with batch shape (B,)."""
+        return self.encoder(self._checked(images))
+
+    def decode(self, z):
+        """The likelihood p(x|z) for latent codes z of shape (..., latent_dim)."""
+        z = tf.convert_to_tensor(z, tf.float32)
+        if z.shape.rank is None or z.shape.rank < 1 or z.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"Expected latent codes of shape (..., {self.latent_dim}). Received: shape={tuple(z.shape)}"
+            )
+        return self.decoder(z)
+
+    def reconstruct(self, images):
+        """Reconstruction means for a batch of images (same as `call`)."""
+        return self(self._checked(images))
+
+    def sample(self, n, seed=None, mode="mean"):
+        """`n` images generated from the prior: the likelihood's mean, or a draw with mode="sample"."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"Expected n >= 1 images. Received: n={n!r}")
+        if mode not in SAMPLE_MODES:
+            raise ValueError(f"Unknown mode {mode!r}. Expected one of {sorted(SAMPLE_MODES)}.")
+        prior_seed, likelihood_seed = tf.unstack(
+            tf.random.experimental.stateless_split(self._seed(seed), 2)
+        )
+        z = self.prior().sample(n, seed=prior_seed)
+        return SAMPLE_MODES[mode](self.decoder(z), likelihood_seed)
+
+    def _eval_function(self, name, fn):
+        """`fn` as a tf.function, compiled with XLA unless the model was compiled without it."""
+        if name not in self._eval_functions:
+            jit = True if getattr(self, "_jit_compile", None) is None else bool(self._jit_compile)
+            self._eval_functions[name] = tf.function(fn, jit_compile=jit, reduce_retracing=True)
+        return self._eval_functions[name]
+
+    def _map_batches(self, fn, images, batch_size, seed):
+        check_images(images, self.image_shape, self.data_support)
+        images = images if tf.is_tensor(images) else np.asarray(images, np.float32)
+        base_seed = self._seed(seed)
+        outputs = [
+            fn(
+                tf.convert_to_tensor(images[start : start + batch_size], tf.float32),
+                tf.random.experimental.stateless_fold_in(base_seed, start),
+            )
+            for start in range(0, images.shape[0], batch_size)
+        ]
+        return tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *outputs)
+
+    def elbo_terms(self, images, num_samples=None, batch_size=256, seed=None):
+        """Per-example `elbo`, `reconstruction` and `kl` (nats) as a dict of (N,) tensors."""
+        num_samples = num_samples or self.num_samples
+
+        def terms(batch, batch_seed):
+            out = self.compute_elbo_terms(batch, batch_seed, num_samples)
+            return {key: out[key] for key in ("elbo", "reconstruction", "kl")}
+
+        return self._map_batches(self._eval_function(f"elbo{num_samples}", terms), images, batch_size, seed)
+
+    def elbo(self, images, num_samples=None, batch_size=256, seed=None):
+        """Per-example ELBO in nats: a lower bound on log p(x)."""
+        return self.elbo_terms(images, num_samples, batch_size, seed)["elbo"]
+
+    def log_likelihood(self, images, num_samples=5000, batch_size=100, seed=None):
+        """Per-example importance-sampled estimate of log p(x) in nats (the IWAE bound).
+
+        Uses q(z|x) as proposal with `num_samples` (K) draws, evaluated in
+        chunks so large K fits in memory; the estimate rises towards log p(x) as K grows.
+        """
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"Expected num_samples >= 1. Received: num_samples={num_samples!r}")
+        pixels = math.prod(self.image_shape)
+        chunk_size = max(1, min(num_samples, IWAE_CHUNK_ELEMENTS // (batch_size * pixels)))
+
+        def bound(batch, batch_seed):
+            return objectives.iwae_bound(
+                batch, self.encoder, self.decoder, self.prior(), batch_seed, num_samples, chunk_size
+            )
+
+        return self._map_batches(
+            self._eval_function(f"iwae{num_samples}-{chunk_size}", bound), images, batch_size, seed
+        )
+
+    # Serialization ------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "beta": self.initial_beta,
+            "kl": self.kl,
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

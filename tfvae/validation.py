@@ -1,0 +1,69 @@
+"""Checks on user data, run before anything is traced, so mistakes fail with a clear message."""
+
+import numpy as np
+import tensorflow as tf
+
+
+def _shape_advice(shape, image_shape):
+    if len(shape) == 3 and tuple(shape[1:]) == image_shape[:2] and image_shape[2] == 1:
+        return " Add a channel axis, e.g. x[..., None]."
+    if len(shape) == 3 and tuple(shape) == image_shape:
+        return " Add a batch axis, e.g. x[None]."
+    return ""
+
+
+def check_image_batch_spec(shape, dtype, image_shape, name="x"):
+    """Raises ValueError unless (shape, dtype) describe float images (B, *image_shape)."""
+    shape = tuple(None if d is None else int(d) for d in shape)
+    if len(shape) != 4 or tuple(shape[1:]) != tuple(image_shape):
+        raise ValueError(
+            f"Expected {name} to be a batch of images of shape (batch, {', '.join(map(str, image_shape))}). "
+            f"Received: shape={shape}.{_shape_advice(shape, tuple(image_shape))}"
+        )
+    if not tf.as_dtype(dtype).is_floating:
+        raise ValueError(
+            f"Expected {name} to hold float images in [0, 1]. Received: dtype={tf.as_dtype(dtype).name}. "
+            "Convert with x.astype('float32') / 255 for 8-bit images."
+        )
+
+
+def check_images(images, image_shape, support, name="x"):
+    """Validates a concrete batch of images (numpy array or eager tensor): shape, dtype, range."""
+    if isinstance(images, (list, tuple)):
+        images = np.asarray(images)
+    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
+        raise ValueError(
+            f"Expected {name} to be an array or tensor of images. Received: type={type(images).__name__}"
+        )
+    check_image_batch_spec(images.shape, images.dtype, image_shape, name)
+    if tf.is_symbolic_tensor(images):
+        return
+    values = np.asarray(images)
+    if values.size == 0:
+        raise ValueError(f"Expected {name} to hold at least one image. Received: shape={values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"Expected {name} to be finite. Received: {np.size(values) - np.isfinite(values).sum()} NaN/inf values.")
+    low, high = float(values.min()), float(values.max())
+    if low < support[0] or high > support[1]:
+        raise ValueError(
+            f"Expected {name} in [{support[0]}, {support[1]}] for this likelihood. "
+            f"Received: values in [{low}, {high}]. Scale 8-bit images with x / 255."
+        )
+
+
+def check_fit_input(data, image_shape, support, name="x"):
+    """Validates what `fit`/`evaluate`/`predict` receive: arrays fully, datasets by their spec."""
+    if data is None:
+        return
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if isinstance(spec, (tuple, list)):
+            spec = spec[0]
+        if isinstance(spec, dict) or not hasattr(spec, "shape"):
+            raise ValueError(
+                f"Expected the dataset {name} to yield image batches or (images, labels) pairs. "
+                f"Received: element_spec={data.element_spec}"
+            )
+        check_image_batch_spec(spec.shape, spec.dtype, image_shape, name)
+        return
+    check_images(data, image_shape, support, name)

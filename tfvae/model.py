@@ -137,10 +137,10 @@ class VAE(keras.Model):
         return standard_normal_prior(self.latent_dim)
 
     def _seed(self, seed=None):
-        """An int32 stateless seed pair: from the model's generator, or from an int."""
+        """An int32 stateless seed pair: from the model's generator, or from an int (or int tensor)."""
         if seed is None:
             return tf.cast(self.seed_generator.next(), tf.int32)
-        return tf.constant([seed, 0], tf.int32)
+        return tf.stack([tf.cast(seed, tf.int32), 0])
 
     def compute_elbo_terms(self, images, seed, num_samples=None):
         """Per-example loss, reconstruction, kl and elbo (nats) for a batch of images."""
@@ -221,8 +221,11 @@ class VAE(keras.Model):
         return self(self._checked(images))
 
     def sample(self, n, seed=None, mode="mean"):
-        """`n` images generated from the prior: the likelihood's mean, or a draw with mode="sample"."""
-        if not isinstance(n, int) or n < 1:
+        """`n` images generated from the prior: the likelihood's mean, or a draw with mode="sample".
+
+        `n` and `seed` may be int tensors (as in the exported `sample` signature).
+        """
+        if not tf.is_tensor(n) and (not isinstance(n, int) or n < 1):
             raise ValueError(f"Expected n >= 1 images. Received: n={n!r}")
         if mode not in SAMPLE_MODES:
             raise ValueError(f"Unknown mode {mode!r}. Expected one of {sorted(SAMPLE_MODES)}.")

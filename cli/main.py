@@ -1,0 +1,215 @@
+"""`tfvae` commands. Each parses its options and calls one library function; TensorFlow is
+imported inside the commands only, so `tfvae --help` answers at once."""
+
+import functools
+import json
+import os
+import sys
+
+import click
+
+from tfvae._version import __version__
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EPILOG = """\b
+Examples:
+  tfvae train --dataset fashion_mnist --epochs 10
+  tfvae train --dataset mnist --data-dir ../shared/data/mnist \\
+      --train-split 'test[:8000]' --eval-split 'test[8000:]'
+  tfvae evaluate runs/latest --dataset fashion_mnist --json
+  tfvae sample runs/latest -n 64 --out grid.png
+  tfvae export runs/latest --export-dir saved_models/fashion_mnist
+"""
+
+CONTEXT = {"show_default": True, "help_option_names": ["-h", "--help"]}
+
+
+def user_errors(command):
+    """Shows the library's errors about user input as one clear line and a non-zero exit, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from tfvae.callbacks import TrainingDiverged
+        from tfvae.data import DataUnavailable
+        from tfvae.training import TrainingInterrupted
+
+        try:
+            return command(*args, **kwargs)
+        except TrainingInterrupted as error:
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(130)
+        except (ValueError, DataUnavailable, TrainingDiverged, FileExistsError) as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+def data_options(command):
+    """--dataset, --data-dir and --no-download, shared by every command that reads data."""
+    command = click.option("--no-download", is_flag=True, help="Never download: use local data only.")(command)
+    command = click.option(
+        "--data-dir",
+        type=click.Path(),
+        help="A folder of IDX files, a .npz file, or a TFDS data directory.",
+    )(command)
+    return click.option("--dataset", default="mnist", help="A TFDS image dataset name (see `tfvae datasets`).")(command)
+
+
+@click.group(context_settings=CONTEXT, epilog=EPILOG)
+@click.version_option(__version__, prog_name="tfvae")
+def main():
+    """Variational Autoencoders on Keras 3 and TensorFlow Probability: train, evaluate, sample, export."""
+
+
+@main.command(context_settings=CONTEXT)
+@data_options
+@click.option("--train-split", default="train", help="TFDS split syntax, e.g. 'train[:90%]'.")
+@click.option("--eval-split", default="test", help="Held-out split for validation and final metrics.")
+@click.option("--binarize", type=click.Choice(["dynamic", "static", "none"]), default="dynamic", help="Pixel binarization of the training data (evaluation uses a fixed seed).")
+@click.option("--architecture", type=click.Choice(["mlp", "conv"]), default="mlp")
+@click.option("--latent-dim", type=click.IntRange(min=1), default=20)
+@click.option("--likelihood", type=click.Choice(["bernoulli", "gaussian"]), default="bernoulli")
+@click.option("--gaussian-scale", default="0.1", help="σ of a Gaussian likelihood, or 'learned'.")
+@click.option("--kl", type=click.Choice(["analytic", "monte_carlo"]), default="analytic")
+@click.option("--num-samples", type=click.IntRange(min=1), default=1, help="Latent samples per example (L).")
+@click.option("--epochs", type=click.IntRange(min=1), default=10)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, help="The global batch size.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3)
+@click.option("--beta", type=click.FloatRange(min=0), default=1.0, help="Weight of the KL term.")
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, help="KL warm-up: anneal β from 0 over this many epochs.")
+@click.option("--seed", type=int, default=0)
+@click.option("--jit/--no-jit", default=True, help="Compile the training step with XLA.")
+@click.option("--strategy", type=click.Choice(["auto", "one-device", "mirrored", "multi-worker", "tpu"]), default="auto")
+@click.option("--log-likelihood-samples", type=click.IntRange(min=0), default=1000, help="K for the final importance-sampled log p(x); 0 skips it.")
+@click.option("--output-dir", type=click.Path(file_okay=False), default="runs/latest")
+@click.option("--export-dir", type=click.Path(file_okay=False), help="SavedModel folder [default: saved_models/DATASET].")
+@click.option("--no-export", is_flag=True, help="Skip the SavedModel export.")
+@click.option("--resume", is_flag=True, help="Continue the run in --output-dir from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="One line per epoch instead of a progress bar.")
+@user_errors
+def train(no_download, gaussian_scale, binarize, no_export, resume, quiet, export_dir, jit, **options):
+    """Train a VAE and write checkpoints, logs, images, metrics and a SavedModel."""
+    from tfvae.training import RunConfig, train as run
+
+    config = RunConfig(
+        **options,
+        download=not no_download,
+        binarize=None if binarize == "none" else binarize,
+        gaussian_scale=gaussian_scale if gaussian_scale == "learned" else _positive_float(gaussian_scale),
+        jit_compile=jit,
+        export_dir="" if no_export else export_dir,
+    )
+    result = run(config, resume=resume, verbose=2 if quiet else 1)
+    click.echo(_format_metrics(result.metrics))
+    click.echo(f"Outputs in {config.output_dir}" + (f"; SavedModel in {result.export_path}" if result.export_path else ""))
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise click.BadParameter(f"expected a number > 0 or 'learned', got {text!r}", param_hint="--gaussian-scale")
+    return value
+
+
+def _format_metrics(metrics):
+    order = ("elbo", "reconstruction", "kl", "log_likelihood", "active_units")
+    return "  ".join(f"{key}={metrics[key]:.2f}" if isinstance(metrics[key], float) else f"{key}={metrics[key]}" for key in order if key in metrics)
+
+
+def _held_out_images(dataset, split, data_dir, no_download, limit=None):
+    from tfvae.data import load_dataset
+    from tfvae.evaluation import collect_images
+
+    data = load_dataset(dataset, split=split, data_dir=data_dir, download=not no_download, binarize="static", shuffle=False, batch_size=500)
+    return collect_images(data, limit)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True))
+@data_options
+@click.option("--split", default="test")
+@click.option("--log-likelihood-samples", type=click.IntRange(min=0), default=1000, help="K for the importance-sampled log p(x); 0 skips it.")
+@click.option("--seed", type=int, default=0)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@user_errors
+def evaluate(model, dataset, data_dir, no_download, split, log_likelihood_samples, seed, as_json):
+    """Held-out elbo, reconstruction, kl and log_likelihood (nats per example) of MODEL.
+
+    MODEL is a run directory or a .keras checkpoint.
+    """
+    from tfvae.evaluation import evaluate as run
+    from tfvae.training import load_model
+
+    metrics = run(load_model(model), _held_out_images(dataset, split, data_dir, no_download), log_likelihood_samples, seed)
+    click.echo(json.dumps(metrics, indent=2) if as_json else _format_metrics(metrics))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True))
+@click.option("-n", "--num-images", type=click.IntRange(min=1), default=64)
+@click.option("--seed", type=int, default=0)
+@click.option("--out", type=click.Path(dir_okay=False), default="samples.png")
+@user_errors
+def sample(model, num_images, seed, out):
+    """Save a grid of images generated from MODEL's prior."""
+    from tfvae.images import save_samples
+    from tfvae.training import load_model
+
+    click.echo(f"Wrote {save_samples(load_model(model), out, n=num_images, seed=seed)}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True))
+@data_options
+@click.option("--split", default="test")
+@click.option("-n", "--num-images", type=click.IntRange(min=1), default=32)
+@click.option("--out", type=click.Path(dir_okay=False), default="reconstructions.png")
+@user_errors
+def reconstruct(model, dataset, data_dir, no_download, split, num_images, out):
+    """Save held-out images beside MODEL's reconstructions."""
+    from tfvae.images import save_reconstructions
+    from tfvae.training import load_model
+
+    held_out = _held_out_images(dataset, split, data_dir, no_download, limit=num_images)
+    click.echo(f"Wrote {save_reconstructions(load_model(model), held_out, out)}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True))
+@click.option("--export-dir", type=click.Path(file_okay=False), required=True, help="e.g. saved_models/NAME; versions go in numbered folders below it.")
+@click.option("--version", "version", type=click.IntRange(min=1), help="Version number [default: the next free one].")
+@user_errors
+def export(model, export_dir, version):
+    """Export MODEL (a run directory or .keras checkpoint) as a SavedModel for TF Serving."""
+    import pathlib
+
+    from tfvae.export import export_saved_model
+    from tfvae.training import load_model
+
+    run_config_path = pathlib.Path(model) / "run_config.json"
+    run_config = json.loads(run_config_path.read_text()) if run_config_path.is_file() else None
+    path = export_saved_model(
+        load_model(model), export_dir, version=version, run_config=run_config,
+        dataset=run_config and run_config.get("dataset"),
+    )
+    click.echo(f"Exported {path}")
+
+
+@main.command(context_settings=CONTEXT)
+def datasets():
+    """List the datasets available locally, and the image datasets TFDS can download by name."""
+    from tfvae.data import available_datasets
+
+    found = available_datasets()
+    click.echo("Available locally:")
+    for name, where in sorted(found["local"].items()):
+        click.echo(f"  {name:16} {where}")
+    if not found["local"]:
+        click.echo("  (none; apt-get install dataset-fashion-mnist gives fashion_mnist offline)")
+    click.echo("By name through TensorFlow Datasets (downloaded on first use):")
+    click.echo("  " + ", ".join(found["by_name"]))
+    click.echo("Any folder of IDX files or .npz file works with --data-dir.")

@@ -1,0 +1,128 @@
+"""`load_dataset`: resolve a dataset name to a source, then build the input pipeline."""
+
+import dataclasses
+import os
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+from tfvae.data.pipeline import make_pipeline
+from tfvae.data.sources import KNOWN_LOCAL_COPIES, DataUnavailable, candidate_sources
+
+# Image datasets suggested by name; any other TFDS image dataset works too.
+IMAGE_DATASETS = (
+    "mnist",
+    "fashion_mnist",
+    "kmnist",
+    "emnist",
+    "binarized_mnist",
+    "cifar10",
+    "svhn_cropped",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What was loaded: the image shape, the number of examples, and where they came from."""
+
+    name: str
+    split: str
+    image_shape: tuple
+    num_examples: int
+    source: str
+
+
+def _check_name(name, data_dir):
+    if data_dir is not None or name in IMAGE_DATASETS or name in KNOWN_LOCAL_COPIES:
+        return
+    import tensorflow_datasets as tfds
+
+    if name not in tfds.list_builders():
+        raise DataUnavailable(
+            f"Unknown dataset {name!r}. Expected a TensorFlow Datasets image dataset such as "
+            f"{', '.join(IMAGE_DATASETS)}, or --data-dir pointing at IDX files or a .npz file."
+        )
+
+
+def _examples(source, split):
+    """(dataset of (uint8 image, label), num_examples, image_shape) from one source."""
+    images, labels = source.load(split)
+    if isinstance(images, tf.data.Dataset):
+        return images, labels, tuple(images.element_spec[0].shape)
+    if images.dtype != np.uint8:
+        raise DataUnavailable(
+            f"{source.description} holds images of dtype {images.dtype}; expected 8-bit (uint8) images."
+        )
+    return tf.data.Dataset.from_tensor_slices((images, labels)), len(images), images.shape[1:]
+
+
+def load_dataset(
+    name,
+    split="train",
+    batch_size=128,
+    data_dir=None,
+    binarize="dynamic",
+    shuffle=True,
+    seed=0,
+    with_labels=False,
+    drop_remainder=False,
+    download=True,
+    return_info=False,
+):
+    """A `tf.data.Dataset` of float images in [0, 1] (with labels if `with_labels`).
+
+    `split` takes TFDS syntax for every source ("test[:8000]", "train[:90%]").
+    `binarize="dynamic"` resamples binary pixels every epoch; "static" fixes
+    them with `seed` (use it for evaluation, so numbers are comparable);
+    None keeps grey levels. `download=False` never touches the network.
+    With `return_info`, returns (dataset, `DatasetInfo`).
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"Expected batch_size >= 1. Received: batch_size={batch_size!r}")
+    _check_name(name, data_dir)
+    data_dir = None if data_dir is None else os.fspath(data_dir)
+    tried = []
+    for source in candidate_sources(name, data_dir, download):
+        try:
+            examples, num_examples, image_shape = _examples(source, split)
+        except DataUnavailable as reason:
+            tried.append(f"{source.description}: {reason}")
+            continue
+        except (OSError, ConnectionError) as reason:
+            tried.append(f"{source.description}: {type(reason).__name__}: {reason}")
+            continue
+        if num_examples == 0:
+            raise DataUnavailable(f"The split {split!r} of {name!r} is empty ({source.description}).")
+        dataset = make_pipeline(
+            examples,
+            num_examples,
+            batch_size,
+            binarize=binarize,
+            shuffle=shuffle,
+            seed=seed,
+            with_labels=with_labels,
+            drop_remainder=drop_remainder,
+        )
+        info = DatasetInfo(name, split, tuple(int(d) for d in image_shape), num_examples, source.description)
+        return (dataset, info) if return_info else dataset
+    hint = (
+        "Provide the data with --data-dir (a folder of IDX files such as train-images-idx3-ubyte.gz, "
+        "a .npz file with x_train/x_test arrays, or a TFDS data directory)"
+    )
+    if name == "fashion_mnist":
+        hint += ", or install it offline with: apt-get install dataset-fashion-mnist"
+    if not download:
+        hint += ", or allow a TFDS download (drop --no-download) where a network is available"
+    raise DataUnavailable(
+        f"Could not load {name!r} split {split!r}. Tried:\n  - " + "\n  - ".join(tried) + f"\n{hint}."
+    )
+
+
+def available_datasets(tfds_data_dir=None):
+    """{name: where it is available locally} plus the image datasets TFDS can download by name."""
+    local = {name: str(path) for name, path in KNOWN_LOCAL_COPIES.items() if path.is_dir()}
+    root = pathlib.Path(tfds_data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
+    for info_file in sorted(root.glob("*/*/dataset_info.json")):
+        local.setdefault(info_file.parent.parent.name, str(info_file.parent))
+    return {"local": local, "by_name": list(IMAGE_DATASETS)}

@@ -1,0 +1,137 @@
+"""Where images come from: local IDX folders, .npz files, and TensorFlow Datasets.
+
+Each source answers `load(split)` with numpy arrays (images uint8 (N, H, W, C),
+labels), or with (`tf.data.Dataset` of the same, number of examples), and
+raises `DataUnavailable` with a reason.
+"""
+
+import os
+import pathlib
+
+import numpy as np
+
+from tfvae.data.idx import read_idx
+from tfvae.data.splits import resolve_split
+
+# Copies installed by operating-system packages (Debian's dataset-fashion-mnist).
+KNOWN_LOCAL_COPIES = {
+    "fashion_mnist": pathlib.Path("/usr/share/datasets/fashion-mnist"),
+}
+
+# The IDX files of each split, as MNIST and Fashion-MNIST name them.
+IDX_PREFIXES = {"train": "train", "test": "t10k"}
+
+
+class DataUnavailable(RuntimeError):
+    """No source could provide the requested dataset; the message says what was tried."""
+
+
+def _with_channel_axis(images):
+    return images[..., None] if images.ndim == 3 else images
+
+
+def _find(folder, stem):
+    for name in (stem, stem + ".gz"):
+        if (folder / name).exists():
+            return folder / name
+    return None
+
+
+class ArraySource:
+    """Images and labels held as numpy arrays, one pair per split name."""
+
+    def __init__(self, description, arrays):
+        self.description = description
+        self.arrays = arrays  # {split: (images (N, H, W, C) uint8, labels (N,))}
+
+    def load(self, split):
+        sizes = {name: len(images) for name, (images, _) in self.arrays.items()}
+        parts = resolve_split(split, sizes)
+        images = np.concatenate([self.arrays[name][0][start:stop] for name, start, stop in parts])
+        labels = np.concatenate([self.arrays[name][1][start:stop] for name, start, stop in parts])
+        return images, labels
+
+
+def idx_source(folder):
+    """An `ArraySource` over the IDX files in `folder`, or None if it holds none."""
+    folder = pathlib.Path(folder)
+    arrays = {}
+    for split, prefix in IDX_PREFIXES.items():
+        images_path = _find(folder, f"{prefix}-images-idx3-ubyte")
+        if images_path is None:
+            continue
+        images = _with_channel_axis(read_idx(images_path))
+        labels_path = _find(folder, f"{prefix}-labels-idx1-ubyte")
+        labels = read_idx(labels_path) if labels_path else np.full(len(images), -1, np.int64)
+        arrays[split] = (images, labels.astype(np.int64))
+    return ArraySource(f"IDX files in {folder}", arrays) if arrays else None
+
+
+def npz_source(path):
+    """An `ArraySource` over a .npz file with `x_<split>` (and optional `y_<split>`) arrays."""
+    with np.load(path) as archive:
+        arrays = {}
+        for key in archive.files:
+            if key.startswith("x_"):
+                split = key[2:]
+                images = _with_channel_axis(archive[key])
+                labels = archive[f"y_{split}"] if f"y_{split}" in archive.files else np.full(len(images), -1)
+                arrays[split] = (images, labels.astype(np.int64))
+    if not arrays:
+        raise DataUnavailable(
+            f"{path} holds no image arrays. Expected arrays named x_train, x_test, ... "
+            "(and optionally y_train, y_test), as keras.datasets produces."
+        )
+    return ArraySource(f"the arrays in {path}", arrays)
+
+
+def local_source(path):
+    """A source for an explicit path: a .npz file or a folder of IDX files, else None."""
+    path = pathlib.Path(path)
+    if path.is_file() and path.suffix == ".npz":
+        return npz_source(path)
+    if path.is_dir():
+        return idx_source(path)
+    return None
+
+
+class TFDSSource:
+    """A TensorFlow Datasets builder, used without downloading unless `download` is set."""
+
+    def __init__(self, name, data_dir=None, download=False):
+        self.name, self.data_dir, self.download = name, data_dir, download
+        self.description = (
+            f"a TFDS download of {name!r}" if download else f"TFDS data already prepared for {name!r}"
+        ) + (f" in {data_dir}" if data_dir else "")
+
+    def load(self, split):
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder(self.name, data_dir=self.data_dir)
+        if not builder.is_prepared():
+            if not self.download:
+                raise DataUnavailable(f"{self.name!r} is not prepared in {builder.data_dir}")
+            builder.download_and_prepare()
+        sizes = {name: info.num_examples for name, info in builder.info.splits.items()}
+        num_examples = sum(stop - start for _, start, stop in resolve_split(split, sizes))
+        dataset = builder.as_dataset(split=split, shuffle_files=False)
+        return dataset.map(lambda example: (example["image"], example.get("label", -1))), num_examples
+
+
+def candidate_sources(name, data_dir=None, download=True):
+    """The sources to try for `name`, offline first, in the documented order."""
+    if data_dir is not None:
+        if not os.path.exists(data_dir):
+            raise DataUnavailable(
+                f"The data directory {data_dir} does not exist. Point --data-dir at a folder of "
+                "IDX files, a .npz file, or a TFDS data directory."
+            )
+        explicit = local_source(data_dir)
+        return [explicit] if explicit else [TFDSSource(name, data_dir, download=False)]
+    sources = [TFDSSource(name)]
+    known = KNOWN_LOCAL_COPIES.get(name)
+    if known is not None and known.is_dir():
+        sources.append(idx_source(known))
+    if download:
+        sources.append(TFDSSource(name, download=True))
+    return sources

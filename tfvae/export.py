@@ -1,0 +1,115 @@
+"""SavedModel export for TF Serving: versioned folders, dense-tensor signatures, atomic writes.
+
+Signatures (all return dicts of float32 tensors, batch dimension None):
+  serving_default, reconstruct: images -> reconstruction
+  encode: images -> loc, scale
+  decode: z -> mean (and logits for a Bernoulli likelihood)
+  sample: count, seed -> images (the same seed gives the same images)
+  elbo:   images -> elbo, reconstruction, kl (nats; noise from a fixed seed, so answers repeat)
+"""
+
+import json
+import os
+import pathlib
+import shutil
+
+import keras
+import tensorflow as tf
+
+from tfvae._version import __version__
+from tfvae.distributions import BernoulliLikelihood
+
+# The seed of the one-sample ELBO served by the `elbo` signature.
+SERVING_ELBO_SEED = (0, 0)
+EXTRA_DIR = "assets.extra"  # TF Serving's folder for files that travel with a SavedModel
+
+
+def serving_functions(vae):
+    """{signature name: (function, input specs)} for `vae`: the single definition of what is served."""
+    image_spec = tf.TensorSpec((None, *vae.image_shape), tf.float32, name="images")
+    latent_spec = tf.TensorSpec((None, vae.latent_dim), tf.float32, name="z")
+    bernoulli = isinstance(vae.decoder.likelihood, BernoulliLikelihood)
+
+    def reconstruct(images):
+        return {"reconstruction": vae(images)}
+
+    def encode(images):
+        posterior = vae.encoder(images)
+        return {"loc": posterior.mean(), "scale": posterior.stddev()}
+
+    def decode(z):
+        likelihood = vae.decoder(z)
+        outputs = {"mean": likelihood.mean()}
+        if bernoulli:
+            outputs["logits"] = likelihood.distribution.logits
+        return outputs
+
+    def sample(count, seed):
+        return {"images": vae.sample(count, seed=seed)}
+
+    def elbo(images):
+        terms = vae.compute_elbo_terms(images, tf.constant(SERVING_ELBO_SEED, tf.int32))
+        return {key: terms[key] for key in ("elbo", "reconstruction", "kl")}
+
+    scalar = lambda name: tf.TensorSpec((), tf.int32, name=name)  # noqa: E731
+    return {
+        "serving_default": (reconstruct, [image_spec]),
+        "reconstruct": (reconstruct, [image_spec]),
+        "encode": (encode, [image_spec]),
+        "decode": (decode, [latent_spec]),
+        "sample": (sample, [scalar("count"), scalar("seed")]),
+        "elbo": (elbo, [image_spec]),
+    }
+
+
+def next_version(model_dir):
+    """1 + the highest numeric version folder in `model_dir` (1 when there is none)."""
+    model_dir = pathlib.Path(model_dir)
+    versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(vae, export_dir, version=None, run_config=None, dataset=None):
+    """Writes `vae` as `<export_dir>/<version>/`, a SavedModel that TF Serving loads as it is.
+
+    The version is the next free number unless given; an existing version is
+    never overwritten. The SavedModel is built in a temporary folder beside the
+    target and renamed into place when complete, so a server watching
+    `export_dir` never sees a half-written version. Returns the version's path.
+    """
+    export_dir = pathlib.Path(export_dir)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    version = next_version(export_dir) if version is None else version
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"Expected a version >= 1. Received: version={version!r}")
+    target = export_dir / str(version)
+    if target.exists():
+        raise FileExistsError(
+            f"{target} already exists; versions are never overwritten. Pass another version, "
+            "or leave it out to take the next one."
+        )
+    tmp = export_dir / f".tmp-{version}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(vae)
+        for name, (fn, specs) in serving_functions(vae).items():
+            archive.add_endpoint(name, tf.function(fn), input_signature=specs)
+        archive.write_out(str(tmp), verbose=False)
+        extra = tmp / EXTRA_DIR
+        extra.mkdir()
+        record = {
+            "tfvae_version": __version__,
+            "image_shape": list(vae.image_shape),
+            "latent_dim": vae.latent_dim,
+            "likelihood": type(vae.decoder.likelihood).__name__,
+            "dataset": dataset,
+            "signatures": sorted(serving_functions(vae)),
+        }
+        (extra / "tfvae.json").write_text(json.dumps(record, indent=2))
+        if run_config is not None:
+            (extra / "run_config.json").write_text(json.dumps(run_config, indent=2, sort_keys=True))
+        os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

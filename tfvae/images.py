@@ -1,0 +1,46 @@
+"""Image grids as PNG files: prior samples, and inputs beside their reconstructions."""
+
+import math
+import os
+import pathlib
+
+import numpy as np
+
+
+def grid(images, columns=None):
+    """Tiles (N, H, W, C) images in [0, 1] into one (rows*H, columns*W, C) uint8 array."""
+    images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+    count, height, width, channels = images.shape
+    columns = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    canvas = np.ones((rows * height, columns * width, channels), np.float32)
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        canvas[row * height : (row + 1) * height, column * width : (column + 1) * width] = image
+    return (canvas * 255).round().astype(np.uint8)
+
+
+def save_png(array, path):
+    """Saves an (H, W, 1|3) uint8 array as a PNG, written aside and renamed into place."""
+    from PIL import Image
+
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = array[..., 0] if array.shape[-1] == 1 else array
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    Image.fromarray(pixels).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def save_samples(vae, path, n=64, seed=0):
+    """A grid of `n` images generated from the prior (likelihood means)."""
+    return save_png(grid(vae.sample(n, seed=seed).numpy()), path)
+
+
+def save_reconstructions(vae, images, path):
+    """Inputs in odd columns, their reconstructions beside them in even columns."""
+    images = np.asarray(images, np.float32)
+    reconstructions = vae.reconstruct(images).numpy()
+    pairs = np.stack([images, reconstructions], axis=1).reshape(-1, *images.shape[1:])
+    return save_png(grid(pairs, columns=2 * math.ceil(math.sqrt(len(images)))), path)

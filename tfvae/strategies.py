@@ -1,0 +1,61 @@
+"""TensorFlow distribution strategies by name, and whether XLA can run under each."""
+
+import logging
+
+import tensorflow as tf
+
+logger = logging.getLogger("tfvae")
+
+
+def _auto():
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def _one_device():
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+
+
+def _tpu():
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+STRATEGIES = {
+    "auto": _auto,
+    "one-device": _one_device,
+    "mirrored": lambda: tf.distribute.MirroredStrategy(),
+    "multi-worker": lambda: tf.distribute.MultiWorkerMirroredStrategy(),
+    "tpu": _tpu,
+}
+
+
+def make_strategy(name):
+    """The `tf.distribute` strategy registered as `name` (see `STRATEGIES`)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"Unknown strategy {name!r}. Expected one of {sorted(STRATEGIES)}.")
+    return STRATEGIES[name]()
+
+
+def xla_supported(strategy):
+    """XLA under several replicas is left to accelerators: over CPU devices it fails to compile."""
+    if strategy.num_replicas_in_sync == 1 or isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    devices = getattr(strategy.extended, "worker_devices", ())
+    return bool(devices) and all(tf.DeviceSpec.from_string(d).device_type == "GPU" for d in devices)
+
+
+def resolve_jit_compile(requested, strategy):
+    """`requested`, unless the strategy cannot run XLA; then False, said once in the log."""
+    if requested and not xla_supported(strategy):
+        logger.warning(
+            "XLA is off: jit_compile under %s with %d replicas on CPU devices fails to compile, "
+            "so training runs as a TensorFlow graph without XLA.",
+            type(strategy).__name__,
+            strategy.num_replicas_in_sync,
+        )
+        return False
+    return requested

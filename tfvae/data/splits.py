@@ -23,7 +23,7 @@ def resolve_split(split, split_sizes):
         instructions = tfds.core.ReadInstruction.from_spec(split).to_absolute(infos)
     except (ValueError, AssertionError, KeyError) as error:
         raise SplitError(
-            f"Cannot read split {split!r}: {error} Available splits: "
+            f"Cannot read split {split!r}: {' '.join(str(error).split())} Available splits: "
             + ", ".join(f"{name} ({size} examples)" for name, size in split_sizes.items())
             + ". Examples of valid splits: 'train', 'test[:8000]', 'train[:90%]'."
         ) from None

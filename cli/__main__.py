@@ -1,0 +1,5 @@
+"""`python -m tfvae.cli` runs the `tfvae` command line."""
+
+from tfvae.cli.main import main
+
+main()

@@ -90,7 +90,8 @@ def main():
 @user_errors
 def train(no_download, gaussian_scale, binarize, no_export, resume, quiet, export_dir, jit, **options):
     """Train a VAE and write checkpoints, logs, images, metrics and a SavedModel."""
-    from tfvae.training import RunConfig, train as run
+    from tfvae.training import RunConfig
+    from tfvae.training import train as run
 
     config = RunConfig(
         **options,

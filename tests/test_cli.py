@@ -11,7 +11,6 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import MNIST_DIR
 from tfvae.cli.main import main
 
@@ -24,9 +23,10 @@ def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def test_help_does_not_import_tensorflow():
+def test_help_does_not_import_tensorflow(tmp_path):
     code = "import sys; from tfvae.cli.main import main; assert 'tensorflow' not in sys.modules, 'imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # Run outside the source tree: `tfvae.cli` exists only in the installed package.
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
     result = invoke("train", "--help")
     assert result.exit_code == 0 and "--warmup-epochs" in result.output and "[default: 128; x>=1]" in result.output
 
@@ -112,7 +112,7 @@ def test_killed_run_resumes_from_the_last_complete_checkpoint(tmp_path):
     args = [sys.executable, "-m", "tfvae.cli", "train", "--dataset", "fashion_mnist", "--no-download",
             "--train-split", "train[:30000]", "--eval-split", "test[:500]", "--batch-size", "32", "--epochs", "4",
             "--latent-dim", "8", "--log-likelihood-samples", "10", "--no-export", "--quiet", "--output-dir", str(run)]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
     latest = run / "checkpoints" / "latest.json"
     deadline = time.time() + 300
     while not latest.exists() and time.time() < deadline and process.poll() is None:
@@ -127,7 +127,7 @@ def test_killed_run_resumes_from_the_last_complete_checkpoint(tmp_path):
         assert not checkpoint.name.startswith(".")
         keras.models.load_model(checkpoint)
 
-    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert f"Epoch {killed_at + 1}/4" in resumed.stdout and "Epoch 1/4" not in resumed.stdout
     assert json.loads(latest.read_text())["epoch"] == 4

@@ -4,8 +4,8 @@ import gzip
 
 import numpy as np
 import pytest
-
 from conftest import FASHION_MNIST_DIR, MNIST_DIR
+
 from tfvae.data import DataUnavailable, SplitError, available_datasets, load_dataset
 from tfvae.data.idx import read_idx
 
@@ -15,7 +15,8 @@ def _all(dataset):
 
 
 def test_idx_reader_matches_the_raw_bytes():
-    raw = gzip.open(MNIST_DIR / "t10k-images-idx3-ubyte.gz").read()
+    with gzip.open(MNIST_DIR / "t10k-images-idx3-ubyte.gz") as f:
+        raw = f.read()
     images = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     np.testing.assert_array_equal(images[0].ravel(), np.frombuffer(raw[16 : 16 + 784], np.uint8))
@@ -24,7 +25,8 @@ def test_idx_reader_matches_the_raw_bytes():
 
 def test_idx_reader_rejects_truncated_files(tmp_path):
     path = tmp_path / "bad-images-idx3-ubyte"
-    path.write_bytes(gzip.open(MNIST_DIR / "t10k-images-idx3-ubyte.gz").read()[:1000])
+    with gzip.open(MNIST_DIR / "t10k-images-idx3-ubyte.gz") as f:
+        path.write_bytes(f.read()[:1000])
     with pytest.raises(ValueError, match="truncated"):
         read_idx(path)
 
@@ -38,7 +40,7 @@ def test_tfds_split_syntax_on_a_local_idx_folder(split, expected, mnist_test_ima
 
 
 def test_binarization_dynamic_changes_each_epoch_static_does_not():
-    options = dict(split="test[:500]", data_dir=MNIST_DIR, shuffle=False, batch_size=100)
+    options = {"split": "test[:500]", "data_dir": MNIST_DIR, "shuffle": False, "batch_size": 100}
     dynamic = load_dataset("mnist", **options)
     first, second = _all(dynamic), _all(dynamic)
     assert set(np.unique(first)) == {0.0, 1.0} and not np.array_equal(first, second)
@@ -51,7 +53,7 @@ def test_binarization_dynamic_changes_each_epoch_static_does_not():
 
 def test_shuffling_reshuffles_and_labels_come_on_request():
     dataset = load_dataset("mnist", split="test[:300]", data_dir=MNIST_DIR, batch_size=300, with_labels=True, binarize=None)
-    (images_a, labels_a), (images_b, labels_b) = list(dataset.take(1))[0], list(dataset.take(1))[0]
+    (images_a, labels_a), (_, labels_b) = next(iter(dataset)), next(iter(dataset))
     assert images_a.shape == (300, 28, 28, 1) and labels_a.shape == (300,)
     assert not np.array_equal(labels_a, labels_b)
     assert sorted(labels_a.numpy()) == sorted(labels_b.numpy())

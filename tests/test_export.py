@@ -106,7 +106,7 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
 
 
 def test_assets_travel_with_the_model(exported):
-    vae, _, path, _ = exported
+    _, _, path, _ = exported
     record = json.loads((path / "assets.extra" / "tfvae.json").read_text())
     assert record["latent_dim"] == 5 and record["image_shape"] == [28, 28, 1] and record["dataset"] == "mnist"
     assert record["tfvae_version"] == tfvae.__version__

@@ -1,5 +1,7 @@
 """The objectives against closed forms: Gaussian KL, and a linear-Gaussian model's exact log p(x)."""
 
+import itertools
+
 import keras
 import numpy as np
 import pytest
@@ -100,7 +102,7 @@ def test_importance_sampled_log_likelihood_converges_to_exact(linear_gaussian):
     # K=1 is the ELBO in expectation; the bias shrinks as K grows (Burda et al. 2015).
     assert np.all(np.abs(gaps[1] - (exact - closed_form_elbo)) < 4 * errors[1])
     ks = sorted(gaps)
-    for small, large in zip(ks, ks[1:]):
+    for small, large in itertools.pairwise(ks):
         combined_error = np.hypot(errors[small], errors[large]).mean()
         assert gaps[small].mean() > gaps[large].mean() - 3 * combined_error, (small, large)
     assert gaps[1].mean() > 0.3 and gaps[1].mean() > 20 * abs(gaps[5000].mean())

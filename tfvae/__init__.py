@@ -12,7 +12,11 @@ _LAZY_ATTRIBUTES = {
     "VAE": ("tfvae.model", "VAE"),
     "KLWarmup": ("tfvae.callbacks", "KLWarmup"),
 }
-_SUBMODULES = (
+
+__all__ = [  # noqa: RUF022 -- grouped: version, classes, submodules
+    "__version__",
+    "VAE",
+    "KLWarmup",
     "callbacks",
     "data",
     "distributions",
@@ -24,9 +28,10 @@ _SUBMODULES = (
     "objectives",
     "strategies",
     "training",
-)
+]
 
-__all__ = ["__version__", *_LAZY_ATTRIBUTES, *_SUBMODULES]
+
+_SUBMODULES = frozenset(__all__) - {"__version__", *_LAZY_ATTRIBUTES}
 
 
 def __getattr__(name):

@@ -41,5 +41,5 @@ def evaluate(vae, images, log_likelihood_samples=1000, seed=0):
         metrics["log_likelihood_samples"] = log_likelihood_samples
     metrics["active_units"] = active_units(vae, images)
     metrics["latent_dim"] = vae.latent_dim
-    metrics["num_examples"] = int(len(images))
+    metrics["num_examples"] = len(images)
     return metrics

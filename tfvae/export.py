@@ -51,7 +51,7 @@ def serving_functions(vae):
         terms = vae.compute_elbo_terms(images, tf.constant(SERVING_ELBO_SEED, tf.int32))
         return {key: terms[key] for key in ("elbo", "reconstruction", "kl")}
 
-    scalar = lambda name: tf.TensorSpec((), tf.int32, name=name)  # noqa: E731
+    scalar = lambda name: tf.TensorSpec((), tf.int32, name=name)
     return {
         "serving_default": (reconstruct, [image_spec]),
         "reconstruct": (reconstruct, [image_spec]),

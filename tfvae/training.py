@@ -17,7 +17,6 @@ import pathlib
 import tempfile
 
 import keras
-import tensorflow as tf
 
 from tfvae import checkpoints, evaluation, export, images, strategies
 from tfvae.callbacks import DivergenceGuard, KLWarmup, TrainingDiverged
@@ -167,7 +166,7 @@ def train(config, resume=False, callbacks=(), verbose=1):
     keras.utils.set_random_seed(config.seed)
     strategy = strategies.make_strategy(config.strategy)
     chief = _is_chief(strategy)
-    data_options = dict(name=config.dataset, data_dir=config.data_dir, download=config.download, batch_size=config.batch_size)
+    data_options = {"name": config.dataset, "data_dir": config.data_dir, "download": config.download, "batch_size": config.batch_size}
     train_data, info = load_dataset(
         split=config.train_split,
         binarize=config.binarize,

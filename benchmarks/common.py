@@ -1,0 +1,55 @@
+"""Shared by the benchmark scripts: machine facts, a printed table, and a JSON-lines results file."""
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+RESULTS = pathlib.Path(__file__).parent / "results.jsonl"
+
+
+def machine():
+    import keras
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tfp": tfp.__version__,
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+    }
+
+
+def report(benchmark, rows):
+    """Prints `rows` (a list of dicts) as a table and appends them, with the machine, to results.jsonl."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    widths = {c: max(len(c), *(len(_fmt(row.get(c))) for row in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(_fmt(row.get(c)).ljust(widths[c]) for c in columns))
+    record = {"benchmark": benchmark, "time": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(), "rows": rows}
+    with open(RESULTS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def timed(fn, repeats):
+    """Wall-clock seconds of each of `repeats` calls of `fn`."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times

@@ -48,8 +48,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.directory.mkdir(parents=True, exist_ok=True)
-        for stale in self.directory.glob(".tmp-*.keras"):  # left by a killed run
-            stale.unlink()
+        if self.is_writer:
+            for stale in self.directory.glob(".tmp-epoch-*.keras"):  # left by a killed run
+                stale.unlink()
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")

@@ -142,6 +142,18 @@ class VAE(keras.Model):
             return tf.cast(self.seed_generator.next(), tf.int32)
         return tf.stack([tf.cast(seed, tf.int32), 0])
 
+    def _step_seed(self):
+        """The seed of one training or test step, distinct on every replica.
+
+        Replicas run the same step with the same generator state; folding in the
+        replica id keeps their reparameterization noise independent.
+        """
+        seed = self._seed()
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica_id, tf.int32))
+        return seed
+
     def compute_elbo_terms(self, images, seed, num_samples=None):
         """Per-example loss, reconstruction, kl and elbo (nats) for a batch of images."""
         return objectives.elbo_terms(
@@ -158,12 +170,16 @@ class VAE(keras.Model):
     def _update_trackers(self, terms):
         for name, tracker in self.trackers.items():
             tracker.update_state(terms[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker step outputs with a MEAN along axis 0, which needs rank >= 1.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
 
     def train_step(self, data):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            terms = self.compute_elbo_terms(images, self._seed())
+            terms = self.compute_elbo_terms(images, self._step_seed())
             # Gradients are summed over replicas, so each replica's mean loss is
             # scaled to make the total equal the single-device gradient.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -175,7 +191,7 @@ class VAE(keras.Model):
 
     def test_step(self, data):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._update_trackers(self.compute_elbo_terms(images, self._seed()))
+        return self._update_trackers(self.compute_elbo_terms(images, self._step_seed()))
 
     def fit(self, x=None, y=None, *args, **kwargs):
         check_fit_input(x, self.image_shape, self.data_support)

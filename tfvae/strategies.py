@@ -12,6 +12,12 @@ def _auto():
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
+def _mirrored():
+    """All local GPUs; without GPUs, every logical CPU device (one, unless configured otherwise)."""
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
 def _one_device():
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
@@ -27,7 +33,7 @@ def _tpu():
 STRATEGIES = {
     "auto": _auto,
     "one-device": _one_device,
-    "mirrored": lambda: tf.distribute.MirroredStrategy(),
+    "mirrored": _mirrored,
     "multi-worker": lambda: tf.distribute.MultiWorkerMirroredStrategy(),
     "tpu": _tpu,
 }
@@ -38,6 +44,26 @@ def make_strategy(name):
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}. Expected one of {sorted(STRATEGIES)}.")
     return STRATEGIES[name]()
+
+
+def is_multi_worker(strategy):
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy):
+    """True on the worker that writes outputs: the chief, or worker 0 of a cluster without one."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
+
+
+def worker_name(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return f"{resolver.task_type}-{resolver.task_id}" if resolver is not None and resolver.task_type else "local"
 
 
 def xla_supported(strategy):

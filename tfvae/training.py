@@ -121,14 +121,6 @@ def _check_resumable(config, output_dir):
         )
 
 
-def _is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
-    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
-
-
 def build_model(config, image_shape):
     """The VAE described by `config`, compiled (call inside the strategy's scope)."""
     vae = VAE.for_images(
@@ -150,22 +142,24 @@ def train(config, resume=False, callbacks=(), verbose=1):
     """Trains, evaluates and exports the VAE that `config` describes; returns a `RunResult`.
 
     With `resume`, continues from the last complete checkpoint in
-    `config.output_dir` (same epoch count, optimizer state kept).
+    `config.output_dir` (same epoch count, optimizer state kept). Under the
+    multi-worker strategy every worker runs this same call; Keras's
+    `BackupAndRestore` lets a restarted job continue from its last backup.
     """
     config.validate()
     output_dir = pathlib.Path(config.output_dir)
     _check_writable(output_dir)
     checkpoint_dir = output_dir / "checkpoints"
+    keras.utils.set_random_seed(config.seed)
+    strategy = strategies.make_strategy(config.strategy)
+    multi_worker = strategies.is_multi_worker(strategy)
+    chief = strategies.is_chief(strategy)
     if resume:
         _check_resumable(config, output_dir)
-    elif checkpoints.latest_checkpoint(checkpoint_dir) is not None:
+    elif not multi_worker and checkpoints.latest_checkpoint(checkpoint_dir) is not None:
         raise RunError(
             f"{output_dir} already holds a run. Continue it with --resume, or choose another --output-dir."
         )
-
-    keras.utils.set_random_seed(config.seed)
-    strategy = strategies.make_strategy(config.strategy)
-    chief = _is_chief(strategy)
     data_options = {"name": config.dataset, "data_dir": config.data_dir, "download": config.download, "batch_size": config.batch_size}
     train_data, info = load_dataset(
         split=config.train_split,
@@ -197,15 +191,22 @@ def train(config, resume=False, callbacks=(), verbose=1):
         checkpoints.write_json_atomically(output_dir / "run_config.json", config.to_json())
 
     guard = DivergenceGuard()
-    run_callbacks = [
-        guard,
+    # Workers other than the chief keep their logs apart, so files are never written twice.
+    log_dir = output_dir if chief else output_dir / "workers" / strategies.worker_name(strategy)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    run_callbacks = [guard]
+    if config.warmup_epochs:
+        run_callbacks.append(KLWarmup(config.warmup_epochs, target=config.beta))
+    if multi_worker:
+        backup_dir = output_dir / "backup" / strategies.worker_name(strategy)
+        run_callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
+        initial_epoch = max(initial_epoch, _backed_up_epoch(backup_dir))
+    run_callbacks += [
         checkpoints.AtomicCheckpoint(checkpoint_dir, is_writer=chief),
-        keras.callbacks.CSVLogger(str(output_dir / "metrics.csv"), append=initial_epoch > 0),
-        keras.callbacks.TensorBoard(log_dir=str(output_dir / "logs")),
+        keras.callbacks.CSVLogger(str(log_dir / "metrics.csv"), append=initial_epoch > 0),
+        keras.callbacks.TensorBoard(log_dir=str(log_dir / "logs")),
         *callbacks,
     ]
-    if config.warmup_epochs:
-        run_callbacks.insert(1, KLWarmup(config.warmup_epochs, target=config.beta))
     history = {}
     if initial_epoch < config.epochs:
         try:
@@ -226,6 +227,14 @@ def train(config, resume=False, callbacks=(), verbose=1):
     if guard.message:
         raise TrainingDiverged(guard.message)
     return finish_run(vae, config, eval_data, history, output_dir if chief else None)
+
+
+def _backed_up_epoch(backup_dir):
+    """The epoch a `BackupAndRestore` backup will resume from (0 without one)."""
+    try:
+        return int(json.loads((backup_dir / "training_metadata.json").read_text())["epoch"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return 0
 
 
 def finish_run(vae, config, eval_data, history, output_dir):

@@ -62,4 +62,6 @@ def make_pipeline(
     options = tf.data.Options()
     options.autotune.enabled = False
     options.deterministic = True
+    # Every worker builds the same pipeline (same seeds) and keeps its share of the batches.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)

@@ -1,5 +1,8 @@
 """The VAE model: training on real data, what fit/evaluate report, saving, seeds, callbacks, errors."""
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -96,6 +99,10 @@ def test_keras_round_trip_gives_identical_encodings_and_optimizer_state(tmp_path
     assert int(loaded.optimizer.iterations) == int(vae.optimizer.iterations) == 4
     for a, b in zip(vae.optimizer.variables, loaded.optimizer.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # A fresh process with nothing but `import tfvae` loads it too.
+    code = f"import tfvae; print(tfvae.load_model({str(path)!r}).latent_dim)"
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert fresh.stdout.strip() == "6"
 
 
 def test_fixed_seed_reproduces_a_run_and_noise_is_fresh_each_step(binarized_mnist):

@@ -11,12 +11,14 @@ from tfvae._version import __version__
 _LAZY_ATTRIBUTES = {
     "VAE": ("tfvae.model", "VAE"),
     "KLWarmup": ("tfvae.callbacks", "KLWarmup"),
+    "load_model": ("tfvae.training", "load_model"),
 }
 
 __all__ = [  # noqa: RUF022 -- grouped: version, classes, submodules
     "__version__",
     "VAE",
     "KLWarmup",
+    "load_model",
     "callbacks",
     "data",
     "distributions",

@@ -254,7 +254,11 @@ def finish_run(vae, config, eval_data, history, output_dir):
 
 
 def load_model(path):
-    """A trained VAE from a `.keras` checkpoint, or from a run directory (its latest checkpoint)."""
+    """A trained VAE from a `.keras` checkpoint, or from a run directory (its latest checkpoint).
+
+    Importing this module registers tfvae's classes with Keras; `keras.models.load_model`
+    works too once any tfvae model module is imported.
+    """
     path = pathlib.Path(path)
     if path.is_dir():
         latest = checkpoints.latest_checkpoint(path / "checkpoints") or checkpoints.latest_checkpoint(path)

@@ -26,15 +26,16 @@ def matmul_flops_per_second(n=2048, repeats=20):
 
 
 def dense_training_flops_per_example(vae):
-    """Multiply-adds of every Dense layer, x2 for FLOPs, x3 for forward + backward (input and weight grads)."""
+    """Matmul FLOPs of one example's training step: 2 per multiply-add, for the forward pass,
+    the weight gradients and the input gradients (none for the first layer, whose input is data)."""
     import keras
 
-    total = 0
-    for network in (vae.encoder, vae.decoder):
-        for layer in network._flatten_layers():
-            if isinstance(layer, keras.layers.Dense):
-                total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
-    return 3 * total
+    layers = [
+        layer for network in (vae.encoder, vae.decoder) for layer in network._flatten_layers()
+        if isinstance(layer, keras.layers.Dense)
+    ]
+    sizes = [2 * layer.kernel.shape[0] * layer.kernel.shape[1] for layer in layers]
+    return 3 * sum(sizes) - sizes[0]
 
 
 def steady_state_throughput(vae, dataset, num_examples, epochs):
@@ -46,12 +47,15 @@ def steady_state_throughput(vae, dataset, num_examples, epochs):
 
 
 def pipeline_throughput(dataset, num_examples, epochs=3):
-    for _ in dataset:  # first pass fills the cache
-        pass
+    """Examples/s the dataset delivers consumed inside TensorFlow's runtime, as fit consumes it
+    (a Python loop would add its own per-batch cost)."""
+    import tensorflow as tf
+
+    count = lambda: int(dataset.reduce(tf.constant(0), lambda total, batch: total + tf.shape(batch)[0]))
+    count()
     start = time.perf_counter()
     for _ in range(epochs):
-        for _ in dataset:
-            pass
+        count()
     return epochs * num_examples / (time.perf_counter() - start)
 
 
@@ -66,18 +70,24 @@ def main():
     split, epochs = ("train[:20000]", 1) if args.quick else ("train", 3)
     dataset, info = load_dataset("fashion_mnist", split=split, batch_size=128, download=False, drop_remainder=True, return_info=True)
     num_examples = (info.num_examples // 128) * 128
-    peak = matmul_flops_per_second()
+    peak_before = matmul_flops_per_second()
     rows = []
-    for architecture, jit in (("mlp", True), ("mlp", False), ("conv", True), ("conv", False)):
+    settings = [("mlp", True, 16), ("mlp", False, 16), ("mlp", True, 1), ("mlp", False, 1), ("conv", True, 16), ("conv", False, 16)]
+    for architecture, jit, steps_per_execution in settings:
         vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=20, architecture=architecture, seed=0)
-        vae.compile(jit_compile=jit)
+        vae.compile(jit_compile=jit, steps_per_execution=steps_per_execution)
         throughput = steady_state_throughput(vae, dataset, num_examples, epochs)
-        row = {"model": architecture, "jit": jit, "examples_per_s": throughput}
-        if architecture == "mlp":
-            flops = dense_training_flops_per_example(vae)
-            row.update(flops_per_example=flops, achieved_gflops=throughput * flops / 1e9, fraction_of_matmul=throughput * flops / peak)
-        rows.append(row)
-    rows.append({"model": "input pipeline", "examples_per_s": pipeline_throughput(dataset, num_examples)})
+        rows.append({"model": architecture, "jit": jit, "steps_per_execution": steps_per_execution, "examples_per_s": throughput})
+    # The matmul rate drifts on this machine; the higher of two readings makes the fraction conservative.
+    peak = max(peak_before, matmul_flops_per_second())
+    flops = dense_training_flops_per_example(tfvae.VAE.for_images((28, 28, 1), latent_dim=20))
+    for row in rows:
+        if row["model"] == "mlp":
+            row.update(flops_per_example=flops, achieved_gflops=row["examples_per_s"] * flops / 1e9,
+                       fraction_of_matmul=row["examples_per_s"] * flops / peak)
+    best = max(row["examples_per_s"] for row in rows)
+    pipeline = pipeline_throughput(dataset, num_examples)
+    rows.append({"model": "input pipeline", "examples_per_s": pipeline, "x_fastest_training": pipeline / best})
     rows.append({"model": "matmul 2048^2", "achieved_gflops": peak / 1e9})
     report("training_throughput", rows)
 

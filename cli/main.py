@@ -80,6 +80,7 @@ def main():
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, help="KL warm-up: anneal β from 0 over this many epochs.")
 @click.option("--seed", type=int, default=0)
 @click.option("--jit/--no-jit", default=True, help="Compile the training step with XLA.")
+@click.option("--steps-per-execution", type=click.IntRange(min=1), default=16, help="Training steps per call into the compiled function.")
 @click.option("--strategy", type=click.Choice(["auto", "one-device", "mirrored", "multi-worker", "tpu"]), default="auto")
 @click.option("--log-likelihood-samples", type=click.IntRange(min=0), default=1000, help="K for the final importance-sampled log p(x); 0 skips it.")
 @click.option("--output-dir", type=click.Path(file_okay=False), default="runs/latest")

@@ -58,13 +58,14 @@ class RunConfig:
     warmup_epochs: int = 0  # > 0: KL warm-up from β=0 to `beta` over this many epochs
     seed: int = 0
     jit_compile: bool = True  # XLA; Keras's "auto" would turn it off on CPU
+    steps_per_execution: int = 16  # steps per call into the compiled function: fit's per-step overhead was ~20% of the MLP step
     strategy: str = "auto"
     log_likelihood_samples: int = 1000  # K for the importance-sampled log p(x) in metrics.json; 0 skips it
     output_dir: str = "runs/latest"
     export_dir: str | None = None  # default: saved_models/<dataset>; "" skips the export
 
     def validate(self):
-        positive = ("latent_dim", "num_samples", "epochs", "batch_size")
+        positive = ("latent_dim", "num_samples", "epochs", "batch_size", "steps_per_execution")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -134,7 +135,11 @@ def build_model(config, image_shape):
         num_samples=config.num_samples,
         seed=config.seed,
     )
-    vae.compile(optimizer=keras.optimizers.Adam(config.learning_rate), jit_compile=config.jit_compile)
+    vae.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
     return vae
 
 

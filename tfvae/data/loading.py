@@ -5,7 +5,6 @@ import os
 import pathlib
 
 import numpy as np
-import tensorflow as tf
 
 from tfvae.data.pipeline import make_pipeline
 from tfvae.data.sources import KNOWN_LOCAL_COPIES, DataUnavailable, candidate_sources
@@ -45,16 +44,15 @@ def _check_name(name, data_dir):
         )
 
 
-def _examples(source, split):
-    """(dataset of (uint8 image, label), num_examples, image_shape) from one source."""
+def _arrays(source, split):
+    """(images uint8 (N, H, W, C), labels (N,)) from one source, checked."""
     images, labels = source.load(split)
-    if isinstance(images, tf.data.Dataset):
-        return images, labels, tuple(images.element_spec[0].shape)
-    if images.dtype != np.uint8:
+    if images.dtype != np.uint8 or images.ndim != 4:
         raise DataUnavailable(
-            f"{source.description} holds images of dtype {images.dtype}; expected 8-bit (uint8) images."
+            f"{source.description} holds images of dtype {images.dtype} and shape {images.shape}; "
+            "expected 8-bit (uint8) images of shape (N, H, W) or (N, H, W, C)."
         )
-    return tf.data.Dataset.from_tensor_slices((images, labels)), len(images), images.shape[1:]
+    return images, labels
 
 
 def load_dataset(
@@ -85,18 +83,18 @@ def load_dataset(
     tried = []
     for source in candidate_sources(name, data_dir, download):
         try:
-            examples, num_examples, image_shape = _examples(source, split)
+            images, labels = _arrays(source, split)
         except DataUnavailable as reason:
             tried.append(f"{source.description}: {reason}")
             continue
         except (OSError, ConnectionError) as reason:
             tried.append(f"{source.description}: {type(reason).__name__}: {reason}")
             continue
-        if num_examples == 0:
+        if len(images) == 0:
             raise DataUnavailable(f"The split {split!r} of {name!r} is empty ({source.description}).")
         dataset = make_pipeline(
-            examples,
-            num_examples,
+            images,
+            labels,
             batch_size,
             binarize=binarize,
             shuffle=shuffle,
@@ -104,7 +102,7 @@ def load_dataset(
             with_labels=with_labels,
             drop_remainder=drop_remainder,
         )
-        info = DatasetInfo(name, split, tuple(int(d) for d in image_shape), num_examples, source.description)
+        info = DatasetInfo(name, split, tuple(int(d) for d in images.shape[1:]), len(images), source.description)
         return (dataset, info) if return_info else dataset
     hint = (
         "Provide the data with --data-dir (a folder of IDX files such as train-images-idx3-ubyte.gz, "

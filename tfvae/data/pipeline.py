@@ -1,4 +1,8 @@
-"""From (uint8 image, label) examples to batched float images in [0, 1], fast enough to never stall training."""
+"""From in-memory uint8 images to batched float images in [0, 1], fast enough to never stall training.
+
+Batches are gathered from the whole array by shuffled indices, so the per-example
+work of an element-wise pipeline is never paid.
+"""
 
 import tensorflow as tf
 
@@ -6,34 +10,30 @@ import tensorflow as tf
 # autotuner's thread stalls fit() for seconds at every epoch end on this stack.
 PREFETCH_BATCHES = 4
 
-
-def _to_unit_interval(images):
-    return tf.cast(images, tf.float32) / 255.0
-
-
-def _static_binarize(seed):
-    """Binarizes each example once, seeded by its index, so every pass sees the same pixels."""
-
-    def binarize(index, example):
-        image, label = example
-        noise = tf.random.stateless_uniform(tf.shape(image), seed=tf.stack([seed, index]))
-        return tf.cast(noise < _to_unit_interval(image), tf.uint8) * 255, label
-
-    return binarize
-
-
-def _dynamic_binarize(images, labels, seed_pair):
-    """Resamples every pixel as Bernoulli(intensity), with fresh seeds each epoch."""
-    noise = tf.random.stateless_uniform(tf.shape(images), seed=seed_pair)
-    return tf.cast(noise < images, tf.float32), labels
-
+# Batches binarized at once (in order): one per core of a 2-core machine.
+PARALLEL_BATCHES = 2
 
 BINARIZATIONS = (None, "static", "dynamic")
 
 
+def _binarize(images, seed):
+    """Bernoulli(intensity / 255) pixels as float32, from uint8 images and a stateless seed.
+
+    Each 32 random bits give two 16-bit uniforms u, and P(u < pixel * 257) =
+    pixel / 255.004: within 2e-5 of exact, at half the random-number cost of
+    one float per pixel (the cost that dominated the input pipeline).
+    """
+    size = tf.size(images)
+    bits = tf.random.stateless_uniform(
+        tf.reshape((size + 1) // 2, [1]), seed=seed, minval=None, maxval=None, dtype=tf.uint32
+    )
+    noise = tf.reshape(tf.reshape(tf.bitcast(bits, tf.uint16), [-1])[:size], tf.shape(images))
+    return tf.cast(noise < tf.cast(images, tf.uint16) * 257, tf.float32)
+
+
 def make_pipeline(
-    examples,
-    num_examples,
+    images,
+    labels,
     batch_size,
     binarize=None,
     shuffle=True,
@@ -41,27 +41,38 @@ def make_pipeline(
     with_labels=False,
     drop_remainder=False,
 ):
-    """Caches decoded examples in memory, shuffles, batches, binarizes and prefetches."""
+    """A `tf.data` pipeline over `images` (N, H, W, C) uint8 and `labels` (N,).
+
+    `binarize="dynamic"` draws fresh binary pixels for every batch of every
+    epoch; "static" binarizes each image once with `seed`, the same whatever
+    the batching; None keeps grey levels.
+    """
     if binarize not in BINARIZATIONS:
         raise ValueError(f"Unknown binarize {binarize!r}. Expected one of {BINARIZATIONS}.")
+    images = tf.constant(images)
+    labels = tf.constant(labels)
     if binarize == "static":
-        examples = examples.enumerate().map(_static_binarize(seed), num_parallel_calls=2)
-    dataset = examples.cache()
+        images = tf.cast(_binarize(images, tf.constant([seed, 0], tf.int64)) * 255, tf.uint8)
+    indices = tf.data.Dataset.range(int(images.shape[0]))
     if shuffle:
-        dataset = dataset.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    dataset = dataset.map(lambda images, labels: (_to_unit_interval(images), labels))
+        indices = indices.shuffle(int(images.shape[0]), seed=seed, reshuffle_each_iteration=True)
+    batches = indices.batch(batch_size, drop_remainder=drop_remainder)
     if binarize == "dynamic":
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda batch, seed_pair: _dynamic_binarize(*batch, seed_pair)
+        batches = tf.data.Dataset.zip(batches, seeds).map(
+            lambda index, batch_seed: (_binarize(tf.gather(images, index), batch_seed), tf.gather(labels, index)),
+            num_parallel_calls=PARALLEL_BATCHES,
+        )
+    else:
+        batches = batches.map(
+            lambda index: (tf.cast(tf.gather(images, index), tf.float32) / 255.0, tf.gather(labels, index))
         )
     if not with_labels:
-        dataset = dataset.map(lambda images, labels: images)
-    dataset = dataset.prefetch(PREFETCH_BATCHES)
+        batches = batches.map(lambda batch_images, _: batch_images)
+    batches = batches.prefetch(PREFETCH_BATCHES)
     options = tf.data.Options()
     options.autotune.enabled = False
     options.deterministic = True
     # Every worker builds the same pipeline (same seeds) and keeps its share of the batches.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
+    return batches.with_options(options)

@@ -1,8 +1,8 @@
 """Where images come from: local IDX folders, .npz files, and TensorFlow Datasets.
 
 Each source answers `load(split)` with numpy arrays (images uint8 (N, H, W, C),
-labels), or with (`tf.data.Dataset` of the same, number of examples), and
-raises `DataUnavailable` with a reason.
+labels (N,)), or raises `DataUnavailable` with a reason. Image datasets for a
+VAE fit in memory, which is what lets the pipeline gather whole batches.
 """
 
 import os
@@ -113,9 +113,11 @@ class TFDSSource:
                 raise DataUnavailable(f"{self.name!r} is not prepared in {builder.data_dir}")
             builder.download_and_prepare()
         sizes = {name: info.num_examples for name, info in builder.info.splits.items()}
-        num_examples = sum(stop - start for _, start, stop in resolve_split(split, sizes))
-        dataset = builder.as_dataset(split=split, shuffle_files=False)
-        return dataset.map(lambda example: (example["image"], example.get("label", -1))), num_examples
+        resolve_split(split, sizes)  # the same split errors as local sources
+        examples = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, shuffle_files=False))
+        images = examples["image"]
+        labels = examples.get("label", np.full(len(images), -1))
+        return images, np.asarray(labels, np.int64)
 
 
 def candidate_sources(name, data_dir=None, download=True):

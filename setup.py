@@ -31,7 +31,7 @@ setup(
         "pillow>=10",
     ],
     extras_require={
-        "test": ["pytest>=8", "scipy>=1.11", "psutil>=5.9"],
+        "test": ["pytest>=8", "scipy>=1.11"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     },
     entry_points={"console_scripts": ["tfvae = tfvae.cli.main:main"]},

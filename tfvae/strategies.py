@@ -74,6 +74,21 @@ def xla_supported(strategy):
     return bool(devices) and all(tf.DeviceSpec.from_string(d).device_type == "GPU" for d in devices)
 
 
+def resolve_steps_per_execution(requested, strategy):
+    """`requested`, unless several replicas run: Keras 3.15 with TF 2.21 cannot run more than one
+    step per execution under a multi-replica strategy (a placeholder left unfed in its loop)."""
+    if requested > 1 and strategy.num_replicas_in_sync > 1:
+        logger.warning(
+            "steps_per_execution is 1, not %d: Keras cannot run several steps per execution under %s "
+            "with %d replicas.",
+            requested,
+            type(strategy).__name__,
+            strategy.num_replicas_in_sync,
+        )
+        return 1
+    return requested
+
+
 def resolve_jit_compile(requested, strategy):
     """`requested`, unless the strategy cannot run XLA; then False, said once in the log."""
     if requested and not xla_supported(strategy):

@@ -182,12 +182,17 @@ def train(config, resume=False, callbacks=(), verbose=1):
             f"(batch_size={config.batch_size}). Lower --batch-size or use a larger split."
         )
 
-    jit_compile = strategies.resolve_jit_compile(config.jit_compile, strategy)
-    config = dataclasses.replace(config, jit_compile=jit_compile)
+    config = dataclasses.replace(
+        config,
+        jit_compile=strategies.resolve_jit_compile(config.jit_compile, strategy),
+        steps_per_execution=strategies.resolve_steps_per_execution(config.steps_per_execution, strategy),
+    )
     latest = checkpoints.latest_checkpoint(checkpoint_dir) if resume else None
     with strategy.scope():
         if latest is not None:
             vae = keras.models.load_model(latest[0])
+            vae.jit_compile = config.jit_compile
+            vae.steps_per_execution = config.steps_per_execution
             initial_epoch = latest[1]
         else:
             vae = build_model(config, info.image_shape)

@@ -19,6 +19,7 @@ __all__ = [  # noqa: RUF022 -- grouped: version, classes, submodules
     "VAE",
     "KLWarmup",
     "load_model",
+    "allocator",
     "callbacks",
     "data",
     "distributions",

@@ -18,7 +18,7 @@ import tempfile
 
 import keras
 
-from tfvae import checkpoints, evaluation, export, images, strategies
+from tfvae import allocator, checkpoints, evaluation, export, images, strategies
 from tfvae.callbacks import DivergenceGuard, KLWarmup, TrainingDiverged
 from tfvae.data import load_dataset
 from tfvae.model import VAE
@@ -150,8 +150,10 @@ def train(config, resume=False, callbacks=(), verbose=1):
     `config.output_dir` (same epoch count, optimizer state kept). Under the
     multi-worker strategy every worker runs this same call; Keras's
     `BackupAndRestore` lets a restarted job continue from its last backup.
+    It caps glibc's malloc arenas (`tfvae.allocator`) so memory stays flat.
     """
     config.validate()
+    allocator.cap_malloc_arenas()  # resident memory flat from epoch to epoch
     output_dir = pathlib.Path(config.output_dir)
     _check_writable(output_dir)
     checkpoint_dir = output_dir / "checkpoints"

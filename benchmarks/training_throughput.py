@@ -6,6 +6,7 @@ dynamically binarized Fashion-MNIST (Debian's dataset-fashion-mnist).
 """
 
 import argparse
+import statistics
 import time
 
 from benchmarks.common import report
@@ -38,12 +39,18 @@ def dense_training_flops_per_example(vae):
     return 3 * sum(sizes) - sizes[0]
 
 
-def steady_state_throughput(vae, dataset, num_examples, epochs):
-    """Examples/s over whole fit() calls, after one epoch that compiles the step."""
-    vae.fit(dataset, epochs=1, verbose=0)
-    start = time.perf_counter()
-    vae.fit(dataset, epochs=epochs, verbose=0)
-    return epochs * num_examples / (time.perf_counter() - start)
+def interleaved_throughput(models, dataset, num_examples, rounds):
+    """Steady-state examples/s of each model: the median over `rounds` epochs, the models taking
+    turns epoch by epoch so that the machine's drift affects them alike (after a compiling epoch)."""
+    for vae in models.values():
+        vae.fit(dataset, epochs=1, verbose=0)
+    seconds = {key: [] for key in models}
+    for _ in range(rounds):
+        for key, vae in models.items():
+            start = time.perf_counter()
+            vae.fit(dataset, epochs=1, verbose=0)
+            seconds[key].append(time.perf_counter() - start)
+    return {key: num_examples / statistics.median(times) for key, times in seconds.items()}
 
 
 def pipeline_throughput(dataset, num_examples, epochs=3):
@@ -61,23 +68,27 @@ def pipeline_throughput(dataset, num_examples, epochs=3):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="20k examples, one timed epoch")
+    parser.add_argument("--quick", action="store_true", help="20k examples, two timed epochs per setting")
     args = parser.parse_args()
 
     import tfvae
     from tfvae.data import load_dataset
 
-    split, epochs = ("train[:20000]", 1) if args.quick else ("train", 3)
+    split, rounds = ("train[:20000]", 2) if args.quick else ("train", 5)
     dataset, info = load_dataset("fashion_mnist", split=split, batch_size=128, download=False, drop_remainder=True, return_info=True)
     num_examples = (info.num_examples // 128) * 128
     peak_before = matmul_flops_per_second()
     rows = []
-    settings = [("mlp", True, 16), ("mlp", False, 16), ("mlp", True, 1), ("mlp", False, 1), ("conv", True, 16), ("conv", False, 16)]
-    for architecture, jit, steps_per_execution in settings:
-        vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=20, architecture=architecture, seed=0)
-        vae.compile(jit_compile=jit, steps_per_execution=steps_per_execution)
-        throughput = steady_state_throughput(vae, dataset, num_examples, epochs)
-        rows.append({"model": architecture, "jit": jit, "steps_per_execution": steps_per_execution, "examples_per_s": throughput})
+    # Settings compared with each other take turns in one group; the conv group gets fewer rounds (its epochs are ~10x longer).
+    groups = [("mlp", [(True, 16), (False, 16), (True, 1), (False, 1)], rounds), ("conv", [(True, 16), (False, 16)], max(2, rounds - 2))]
+    for architecture, settings, group_rounds in groups:
+        models = {}
+        for jit, steps_per_execution in settings:
+            models[jit, steps_per_execution] = vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=20, architecture=architecture, seed=0)
+            vae.compile(jit_compile=jit, steps_per_execution=steps_per_execution)
+        throughputs = interleaved_throughput(models, dataset, num_examples, group_rounds)
+        rows += [{"model": architecture, "jit": jit, "steps_per_execution": spe, "examples_per_s": throughput}
+                 for (jit, spe), throughput in throughputs.items()]
     # The matmul rate drifts on this machine; the higher of two readings makes the fraction conservative.
     peak = max(peak_before, matmul_flops_per_second())
     flops = dense_training_flops_per_example(tfvae.VAE.for_images((28, 28, 1), latent_dim=20))

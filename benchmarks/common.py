@@ -53,3 +53,15 @@ def timed(fn, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+def vae_for_images(fused=True, **options):
+    """`tfvae.VAE.for_images(**options)`; with fused=False, a VAE that runs Keras's own
+    `steps_per_execution` loop (one XLA launch per step) instead of tfvae's single program."""
+    import tfvae
+
+    class OneLaunchPerStep(tfvae.VAE):
+        def _fuses_steps(self):
+            return False
+
+    return (tfvae.VAE if fused else OneLaunchPerStep).for_images(**options)

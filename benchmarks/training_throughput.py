@@ -9,7 +9,7 @@ import argparse
 import statistics
 import time
 
-from benchmarks.common import report
+from benchmarks.common import report, vae_for_images
 
 
 def matmul_flops_per_second(n=2048, repeats=20):
@@ -71,7 +71,6 @@ def main():
     parser.add_argument("--quick", action="store_true", help="20k examples, two timed epochs per setting")
     args = parser.parse_args()
 
-    import tfvae
     from tfvae.data import load_dataset
 
     split, rounds = ("train[:20000]", 2) if args.quick else ("train", 5)
@@ -79,19 +78,24 @@ def main():
     num_examples = (info.num_examples // 128) * 128
     peak_before = matmul_flops_per_second()
     rows = []
-    # Settings compared with each other take turns in one group; the conv group gets fewer rounds (its epochs are ~10x longer).
-    groups = [("mlp", [(True, 16), (False, 16), (True, 1), (False, 1)], rounds), ("conv", [(True, 16), (False, 16)], max(2, rounds - 2))]
+    # Settings (XLA, steps per execution, fused into one program) compared with each other take turns in one
+    # group; the conv group gets fewer rounds (its epochs are ~10x longer).
+    mlp = [(True, 16, True), (True, 16, False), (False, 16, True), (True, 1, True), (False, 1, True)]
+    groups = [("mlp", mlp, rounds), ("conv", [(True, 16, True), (False, 16, True)], max(2, rounds - 2))]
     for architecture, settings, group_rounds in groups:
         models = {}
-        for jit, steps_per_execution in settings:
-            models[jit, steps_per_execution] = vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=20, architecture=architecture, seed=0)
+        for jit, steps_per_execution, fused in settings:
+            vae = vae_for_images(fused, input_shape=(28, 28, 1), latent_dim=20, architecture=architecture, seed=0)
             vae.compile(jit_compile=jit, steps_per_execution=steps_per_execution)
+            models[jit, steps_per_execution, fused] = vae
         throughputs = interleaved_throughput(models, dataset, num_examples, group_rounds)
-        rows += [{"model": architecture, "jit": jit, "steps_per_execution": spe, "examples_per_s": throughput}
-                 for (jit, spe), throughput in throughputs.items()]
+        rows += [{"model": architecture, "jit": jit, "steps_per_execution": spe,
+                  "execution": "one program" if models[jit, spe, fused]._fuses_steps() else "launch per step",
+                  "examples_per_s": throughput}
+                 for (jit, spe, fused), throughput in throughputs.items()]
     # The matmul rate drifts on this machine; the higher of two readings makes the fraction conservative.
     peak = max(peak_before, matmul_flops_per_second())
-    flops = dense_training_flops_per_example(tfvae.VAE.for_images((28, 28, 1), latent_dim=20))
+    flops = dense_training_flops_per_example(vae_for_images(input_shape=(28, 28, 1), latent_dim=20))
     for row in rows:
         if row["model"] == "mlp":
             row.update(flops_per_example=flops, achieved_gflops=row["examples_per_s"] * flops / 1e9,

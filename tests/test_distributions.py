@@ -3,6 +3,7 @@ import pytest
 import scipy.special
 import scipy.stats
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfvae.distributions import (
     SCALE_FLOOR,
@@ -10,8 +11,11 @@ from tfvae.distributions import (
     GaussianLikelihood,
     GaussianPosterior,
     make_likelihood,
+    reparameterized_sample,
     standard_normal_prior,
 )
+
+tfd = tfp.distributions
 
 
 def test_posterior_scale_is_positive_and_log_prob_matches_scipy():
@@ -71,3 +75,28 @@ def test_prior_is_standard_normal():
         prior.log_prob(z).numpy(), scipy.stats.norm().logpdf(z).sum(-1), rtol=1e-5
     )
     assert prior.dtype == tf.float32
+
+
+def test_reparameterized_sample_follows_the_posterior_and_carries_gradients():
+    loc = tf.Variable([[0.5, -2.0, 1.0], [3.0, 0.0, -1.0]])
+    scale = tf.Variable([[0.1, 1.0, 2.0], [0.5, 3.0, 0.01]])
+    with tf.GradientTape() as tape:
+        z = reparameterized_sample(tfd.MultivariateNormalDiag(loc, scale), 40000, tf.constant([1, 2]))
+        total = tf.reduce_sum(z)
+    assert z.shape == (40000, 2, 3)
+    standard_error = scale.numpy() / np.sqrt(40000)
+    assert np.all(np.abs(z.numpy().mean(0) - loc.numpy()) < 4 * standard_error)
+    np.testing.assert_allclose(z.numpy().std(0), scale.numpy(), rtol=0.03)
+    # d(sum z)/dμ = number of samples; d(sum z)/dσ = sum of ε, whose mean is ~0.
+    grad_loc, grad_scale = tape.gradient(total, [loc, scale])
+    np.testing.assert_allclose(grad_loc.numpy(), 40000.0)
+    assert np.all(np.abs(grad_scale.numpy()) < 4 * np.sqrt(40000))
+    np.testing.assert_array_equal(
+        z, reparameterized_sample(tfd.MultivariateNormalDiag(loc, scale), 40000, tf.constant([1, 2]))
+    )
+
+
+def test_reparameterized_sample_of_other_posteriors_uses_their_own_sampler():
+    posterior = tfd.Independent(tfd.Normal(tf.zeros((4, 3)), 2.0), reinterpreted_batch_ndims=1)
+    z = reparameterized_sample(posterior, 5, tf.constant([3, 4]))
+    np.testing.assert_array_equal(z, posterior.sample(5, seed=tf.constant([3, 4])))

@@ -11,7 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import networks, objectives
-from tfvae.distributions import standard_normal_prior
+from tfvae.distributions import RANDOM_ALGORITHM, standard_normal_prior
+from tfvae.fused_steps import fused_step_function
 from tfvae.validation import check_fit_input, check_images
 
 # Elements (samples x batch x pixels) of one importance-sampling chunk: bounds memory for large K.
@@ -151,7 +152,9 @@ class VAE(keras.Model):
         seed = self._seed()
         if tf.distribute.get_strategy().num_replicas_in_sync > 1:
             replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
-            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica_id, tf.int32))
+            seed = tf.random.experimental.stateless_fold_in(
+                seed, tf.cast(replica_id, tf.int32), alg=RANDOM_ALGORITHM
+            )
         return seed
 
     def compute_elbo_terms(self, images, seed, num_samples=None):
@@ -170,6 +173,9 @@ class VAE(keras.Model):
     def _update_trackers(self, terms):
         for name, tracker in self.trackers.items():
             tracker.update_state(terms[name])
+        return self._tracker_results()
+
+    def _tracker_results(self):
         results = {name: tracker.result() for name, tracker in self.trackers.items()}
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras reduces multi-worker step outputs with a MEAN along axis 0, which needs rank >= 1.
@@ -192,6 +198,40 @@ class VAE(keras.Model):
     def test_step(self, data):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self._update_trackers(self.compute_elbo_terms(images, self._step_seed()))
+
+    def _fuses_steps(self):
+        """Whether `fit`/`evaluate` run each execution's steps in one XLA program: with XLA on,
+        several steps per execution and no distribution strategy (replicas use Keras's loop)."""
+        return (
+            self.jit_compile
+            and not self.run_eagerly
+            and isinstance(self.steps_per_execution, int)
+            and self.steps_per_execution > 1
+            and not tf.distribute.has_strategy()
+            and self.distribute_strategy is tf.distribute.get_strategy()
+        )
+
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        if self._fuses_steps():
+            self.train_function = fused_step_function(
+                self.train_step, self.steps_per_execution, self._tracker_results
+            )
+        else:
+            super().make_train_function(force)
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        if self.test_function is not None and not force:
+            return self.test_function
+        if self._fuses_steps():
+            self.test_function = fused_step_function(
+                self.test_step, self.steps_per_execution, self._tracker_results
+            )
+        else:
+            super().make_test_function(force)
+        return self.test_function
 
     def fit(self, x=None, y=None, *args, **kwargs):
         check_fit_input(x, self.image_shape, self.data_support)

@@ -10,6 +10,8 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.distributions import RANDOM_ALGORITHM, reparameterized_sample
+
 tfd = tfp.distributions
 
 
@@ -43,7 +45,7 @@ def elbo_terms(images, encoder, decoder, prior, seed, num_samples=1, kl="analyti
       loss           = reconstruction + beta * kl (the β-VAE objective; β=1 is -ELBO).
     """
     posterior = encoder(images)
-    z = posterior.sample(num_samples, seed=seed)  # (L, B, latent): loc + scale * eps
+    z = reparameterized_sample(posterior, num_samples, seed)  # (L, B, latent)
     log_likelihood = decoder(z).log_prob(images)  # (L, B)
     reconstruction = -tf.reduce_mean(log_likelihood, axis=0)
     kl_term = KL_ESTIMATORS[kl](posterior, prior, z)
@@ -68,8 +70,8 @@ def iwae_bound(images, encoder, decoder, prior, seed, num_samples, chunk_size):
     running_max = tf.fill(batch_shape, -float("inf"))
     running_sum = tf.zeros(batch_shape)
     for chunk in tf.range(num_chunks):
-        chunk_seed = tf.random.experimental.stateless_fold_in(seed, chunk)
-        z = posterior.sample(chunk_size, seed=chunk_seed)  # (chunk, B, latent)
+        chunk_seed = tf.random.experimental.stateless_fold_in(seed, chunk, alg=RANDOM_ALGORITHM)
+        z = reparameterized_sample(posterior, chunk_size, chunk_seed)  # (chunk, B, latent)
         log_weights = (
             decoder(z).log_prob(images) + prior.log_prob(z) - posterior.log_prob(z)
         )  # (chunk, B)

@@ -1,0 +1,65 @@
+"""Several steps in one XLA program (`steps_per_execution > 1`) against Keras's own step-by-step loop."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfvae
+
+
+class StepByStep(tfvae.VAE):
+    """The reference: Keras's own loop, one XLA launch per step."""
+
+    def _fuses_steps(self):
+        return False
+
+
+def trained(model_class, **fit_options):
+    keras.utils.set_random_seed(3)
+    vae = model_class.for_images((28, 28, 1), latent_dim=8, seed=3)
+    vae.compile(steps_per_execution=4)
+    history = vae.fit(epochs=2, verbose=0, **fit_options).history
+    return vae, history
+
+
+def keep(batch):
+    return tf.constant(True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "make_data",
+    [
+        # 700 images in batches of 64: 11 batches, the last one smaller; 3 executions of 4 steps.
+        lambda x: {"x": x[:700], "batch_size": 64, "shuffle": False},
+        # A dataset of unknown length: the function itself must signal the end of the epoch.
+        lambda x: {"x": tf.data.Dataset.from_tensor_slices(x[:640]).batch(64).filter(keep)},
+    ],
+    ids=["arrays with a smaller last batch", "dataset of unknown length"],
+)
+def test_fused_steps_train_exactly_like_one_step_per_launch(binarized_mnist, make_data):
+    train, held_out = binarized_mnist
+    fused, fused_history = trained(tfvae.VAE, **make_data(train))
+    reference, reference_history = trained(StepByStep, **make_data(train))
+    assert fused._fuses_steps() and not reference._fuses_steps()
+    assert fused.optimizer.iterations.numpy() == reference.optimizer.iterations.numpy()
+    for a, b in zip(fused.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for name in ("loss", "reconstruction", "kl", "elbo"):
+        np.testing.assert_allclose(fused_history[name], reference_history[name], rtol=1e-5)
+    np.testing.assert_allclose(
+        fused.evaluate(held_out[:500], batch_size=64, verbose=0),
+        reference.evaluate(held_out[:500], batch_size=64, verbose=0),
+        rtol=1e-5,
+    )
+
+
+def test_steps_are_not_fused_without_xla_or_with_one_step_per_execution():
+    vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=8)
+    vae.compile(steps_per_execution=8, jit_compile=False)
+    assert not vae._fuses_steps()
+    vae.compile(steps_per_execution=1)
+    assert not vae._fuses_steps()
+    vae.compile(steps_per_execution=8)
+    assert vae._fuses_steps()

@@ -1,0 +1,81 @@
+"""`steps_per_execution` steps in one XLA program.
+
+Keras runs each of the `steps_per_execution` steps as a separate XLA launch
+inside a TensorFlow while loop; on CPU every launch costs about as much as a
+small VAE's whole step. Here the batches of one execution are stacked and a
+single compiled program loops over them, the way TPU training loops run.
+"""
+
+import tensorflow as tf
+
+
+def fused_step_function(step_function, steps, results_function):
+    """A Keras `train_function`/`test_function` running `steps` calls of `step_function` per call.
+
+    The returned function takes a `tf.data.Iterator`, draws up to `steps`
+    batches and returns `results_function()` (the metric results) after
+    running them; it raises `StopIteration` when the iterator is exhausted,
+    as Keras expects. Batches of unequal shapes (a smaller last batch) run one
+    XLA launch each.
+    """
+    step = tf.autograph.experimental.do_not_convert(step_function)
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def run_stacked(stacked, count):
+        def body(i):
+            step(tf.nest.map_structure(lambda batch: batch[i], stacked))
+            return (i + 1,)
+
+        tf.while_loop(lambda i: i < count, body, (tf.constant(0),))
+        return results_function()
+
+    run_one = tf.function(step, jit_compile=True, reduce_retracing=True)
+
+    @tf.function(reduce_retracing=True)
+    @tf.autograph.experimental.do_not_convert
+    def run_on_iterator(iterator):
+        optionals = [iterator.get_next_as_optional() for _ in range(steps)]
+        available = tf.add_n([tf.cast(o.has_value(), tf.int32) for o in optionals])
+
+        def run_available():
+            # The iterator fills a prefix of the slots; empty ones repeat the first batch, unused.
+            first = optionals[0].get_value()
+            batches = [first] + [
+                tf.cond(o.has_value(), o.get_value, lambda: first) for o in optionals[1:]
+            ]
+            same_shapes = tf.reduce_all(
+                [
+                    tf.reduce_all(tf.equal(tf.shape(a), tf.shape(b)))
+                    for batch in batches[1:]
+                    for a, b in zip(tf.nest.flatten(first), tf.nest.flatten(batch))
+                ]
+            )
+
+            def stacked():
+                stack = tf.nest.map_structure(lambda *parts: tf.stack(parts), *batches)
+                return _done(run_stacked(stack, available))
+
+            def one_by_one():  # a smaller last batch cannot be stacked
+                for index, batch in enumerate(batches):
+                    tf.cond(index < available, lambda batch=batch: _done(run_one(batch)), lambda: tf.constant(True))
+                return tf.constant(True)
+
+            return tf.cond(same_shapes, stacked, one_by_one)
+
+        ran = tf.cond(available > 0, run_available, lambda: tf.constant(True))
+        with tf.control_dependencies([ran]):
+            return available, results_function()
+
+    def function(iterator):
+        available, results = run_on_iterator(iterator)
+        if int(available) == 0:
+            raise StopIteration
+        return results
+
+    return function
+
+
+def _done(outputs):
+    """A True that runs after `outputs` (so a `tf.cond` branch can discard them)."""
+    with tf.control_dependencies(tf.nest.flatten(outputs)):
+        return tf.constant(True)

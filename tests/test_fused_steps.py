@@ -55,7 +55,7 @@ def test_fused_steps_train_exactly_like_one_step_per_launch(binarized_mnist, mak
     )
 
 
-def test_steps_are_not_fused_without_xla_or_with_one_step_per_execution():
+def test_steps_are_not_fused_without_xla_with_one_step_per_execution_or_with_convolutions():
     vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=8)
     vae.compile(steps_per_execution=8, jit_compile=False)
     assert not vae._fuses_steps()
@@ -63,3 +63,6 @@ def test_steps_are_not_fused_without_xla_or_with_one_step_per_execution():
     assert not vae._fuses_steps()
     vae.compile(steps_per_execution=8)
     assert vae._fuses_steps()
+    conv = tfvae.VAE.for_images((28, 28, 1), latent_dim=8, architecture="conv")
+    conv.compile(steps_per_execution=8)
+    assert not conv._fuses_steps()

@@ -3,12 +3,15 @@ imported inside the commands only, so `tfvae --help` answers at once."""
 
 import functools
 import json
+import logging
+import math
 import os
 import sys
 
 import click
 
 from tfvae._version import __version__
+from tfvae.limits import MAX_GRID_IMAGES, MAX_LATENT_DIM
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -30,16 +33,14 @@ def user_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from tfvae.callbacks import TrainingDiverged
-        from tfvae.data import DataUnavailable
-        from tfvae.training import TrainingInterrupted
+        from tfvae.errors import TfvaeError, TrainingInterrupted
 
         try:
             return command(*args, **kwargs)
         except TrainingInterrupted as error:
             click.echo(f"Error: {error}", err=True)
             sys.exit(130)
-        except (ValueError, DataUnavailable, TrainingDiverged, FileExistsError) as error:
+        except (TfvaeError, ValueError, FileExistsError) as error:
             raise click.ClickException(str(error)) from None
 
     return wrapper
@@ -56,10 +57,26 @@ def data_options(command):
     return click.option("--dataset", default="mnist", help="A TFDS image dataset name (see `tfvae datasets`).")(command)
 
 
+class _EchoHandler(logging.Handler):
+    """Shows tfvae's log lines (warnings, progress notes) on stderr through click, one line each."""
+
+    def emit(self, record):
+        click.echo(f"tfvae: {self.format(record)}", err=True)
+
+
+def _show_library_log():
+    logger = logging.getLogger("tfvae")
+    if not any(isinstance(handler, _EchoHandler) for handler in logger.handlers):
+        logger.addHandler(_EchoHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 @click.group(context_settings=CONTEXT, epilog=EPILOG)
 @click.version_option(__version__, prog_name="tfvae")
 def main():
     """Variational Autoencoders on Keras 3 and TensorFlow Probability: train, evaluate, sample, export."""
+    _show_library_log()
 
 
 @main.command(context_settings=CONTEXT)
@@ -68,7 +85,7 @@ def main():
 @click.option("--eval-split", default="test", help="Held-out split for validation and final metrics.")
 @click.option("--binarize", type=click.Choice(["dynamic", "static", "none"]), default="dynamic", help="Pixel binarization of the training data (evaluation uses a fixed seed).")
 @click.option("--architecture", type=click.Choice(["mlp", "conv"]), default="mlp")
-@click.option("--latent-dim", type=click.IntRange(min=1), default=20)
+@click.option("--latent-dim", type=click.IntRange(1, MAX_LATENT_DIM), default=20)
 @click.option("--likelihood", type=click.Choice(["bernoulli", "gaussian"]), default="bernoulli")
 @click.option("--gaussian-scale", default="0.1", help="σ of a Gaussian likelihood, or 'learned'.")
 @click.option("--kl", type=click.Choice(["analytic", "monte_carlo"]), default="analytic")
@@ -112,8 +129,8 @@ def _positive_float(text):
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0:
-        raise click.BadParameter(f"expected a number > 0 or 'learned', got {text!r}", param_hint="--gaussian-scale")
+    if not (value > 0 and math.isfinite(value)):
+        raise click.BadParameter(f"expected a finite number > 0 or 'learned', got {text!r}", param_hint="--gaussian-scale")
     return value
 
 
@@ -143,8 +160,8 @@ def evaluate(model, dataset, data_dir, no_download, split, log_likelihood_sample
 
     MODEL is a run directory or a .keras checkpoint.
     """
+    from tfvae.checkpoints import load_model
     from tfvae.evaluation import evaluate as run
-    from tfvae.training import load_model
 
     metrics = run(load_model(model), _held_out_images(dataset, split, data_dir, no_download), log_likelihood_samples, seed)
     click.echo(json.dumps(metrics, indent=2) if as_json else _format_metrics(metrics))
@@ -152,14 +169,14 @@ def evaluate(model, dataset, data_dir, no_download, split, log_likelihood_sample
 
 @main.command(context_settings=CONTEXT)
 @click.argument("model", type=click.Path(exists=True))
-@click.option("-n", "--num-images", type=click.IntRange(min=1), default=64)
+@click.option("-n", "--num-images", type=click.IntRange(1, MAX_GRID_IMAGES), default=64)
 @click.option("--seed", type=int, default=0)
 @click.option("--out", type=click.Path(dir_okay=False), default="samples.png")
 @user_errors
 def sample(model, num_images, seed, out):
     """Save a grid of images generated from MODEL's prior."""
+    from tfvae.checkpoints import load_model
     from tfvae.images import save_samples
-    from tfvae.training import load_model
 
     click.echo(f"Wrote {save_samples(load_model(model), out, n=num_images, seed=seed)}")
 
@@ -168,13 +185,13 @@ def sample(model, num_images, seed, out):
 @click.argument("model", type=click.Path(exists=True))
 @data_options
 @click.option("--split", default="test")
-@click.option("-n", "--num-images", type=click.IntRange(min=1), default=32)
+@click.option("-n", "--num-images", type=click.IntRange(1, MAX_GRID_IMAGES), default=32)
 @click.option("--out", type=click.Path(dir_okay=False), default="reconstructions.png")
 @user_errors
 def reconstruct(model, dataset, data_dir, no_download, split, num_images, out):
     """Save held-out images beside MODEL's reconstructions."""
+    from tfvae.checkpoints import load_model
     from tfvae.images import save_reconstructions
-    from tfvae.training import load_model
 
     held_out = _held_out_images(dataset, split, data_dir, no_download, limit=num_images)
     click.echo(f"Wrote {save_reconstructions(load_model(model), held_out, out)}")
@@ -189,8 +206,8 @@ def export(model, export_dir, version):
     """Export MODEL (a run directory or .keras checkpoint) as a SavedModel for TF Serving."""
     import pathlib
 
+    from tfvae.checkpoints import load_model
     from tfvae.export import export_saved_model
-    from tfvae.training import load_model
 
     run_config_path = pathlib.Path(model) / "run_config.json"
     run_config = json.loads(run_config_path.read_text()) if run_config_path.is_file() else None

@@ -204,9 +204,9 @@ def test_bad_dataset_spec_and_latent_codes_are_rejected():
         ({"kl": "exact"}, r"Unknown kl 'exact'.*analytic.*monte_carlo"),
         ({"likelihood": "poisson"}, r"Unknown likelihood 'poisson'"),
         ({"architecture": "resnet"}, r"Unknown architecture 'resnet'"),
-        ({"latent_dim": 0}, r"Expected latent_dim > 0. Received: latent_dim=0"),
+        ({"latent_dim": 0}, r"Expected latent_dim to be an integer >= 1. Received: latent_dim=0"),
         ({"beta": -1.0}, r"Expected beta >= 0"),
-        ({"num_samples": 0}, r"Expected num_samples >= 1"),
+        ({"num_samples": 0}, r"Expected num_samples to be an integer >= 1"),
     ],
 )
 def test_bad_model_settings_are_rejected(options, message):

@@ -34,7 +34,7 @@ def test_gaussian_decoder_with_learned_scale():
 
 @pytest.mark.parametrize("latent_dim", [0, -3, 2.5, None])
 def test_bad_latent_dim(latent_dim):
-    with pytest.raises(ValueError, match="Expected latent_dim > 0"):
+    with pytest.raises(ValueError, match="Expected latent_dim to be an integer >= 1"):
         networks.mlp_encoder((28, 28, 1), latent_dim)
 
 

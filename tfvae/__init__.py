@@ -11,7 +11,7 @@ from tfvae._version import __version__
 _LAZY_ATTRIBUTES = {
     "VAE": ("tfvae.model", "VAE"),
     "KLWarmup": ("tfvae.callbacks", "KLWarmup"),
-    "load_model": ("tfvae.training", "load_model"),
+    "load_model": ("tfvae.checkpoints", "load_model"),
 }
 
 __all__ = [  # noqa: RUF022 -- grouped: version, classes, submodules
@@ -21,14 +21,18 @@ __all__ = [  # noqa: RUF022 -- grouped: version, classes, submodules
     "load_model",
     "allocator",
     "callbacks",
+    "checkpoints",
     "data",
     "distributions",
+    "errors",
     "evaluation",
     "export",
     "images",
+    "limits",
     "model",
     "networks",
     "objectives",
+    "run_directory",
     "strategies",
     "training",
 ]

@@ -3,6 +3,7 @@
 import math
 
 import keras
+import numpy as np
 
 
 class KLWarmup(keras.callbacks.Callback):
@@ -34,27 +35,52 @@ class KLWarmup(keras.callbacks.Callback):
             logs["beta"] = float(self.model.beta.numpy())
 
 
-class TrainingDiverged(RuntimeError):
-    """Raised by `tfvae.training.train` when the loss became NaN or infinite."""
-
-
 class DivergenceGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss and keeps a message saying what to change.
+    """Stops training when the loss becomes non-finite or explodes, and keeps a message saying what to change.
 
-    Like `keras.callbacks.TerminateOnNaN`, but the reason is kept in `message`
-    so the training API can raise it instead of returning a broken model.
+    Like `keras.callbacks.TerminateOnNaN`, but it also catches a loss that stays
+    finite while growing `EXPLOSION_FACTOR` times past its value at the start (a
+    learning rate far too large), and keeps the reason in `message` so the
+    training API can raise it instead of returning, checkpointing or exporting a
+    broken model. The start is the -ELBO of `reference_images` before training,
+    or else the first loss `fit` reports (with several steps per execution, a
+    loss that explodes within the first execution is only caught against the former).
     """
 
-    def __init__(self):
+    # A VAE's loss falls as it trains; growing 100-fold past its starting value is divergence.
+    EXPLOSION_FACTOR = 100.0
+
+    def __init__(self, learned_scale=False, reference_images=None):
         super().__init__()
+        self.learned_scale = learned_scale
+        self.reference_images = reference_images
         self.message = None
+        self.reference = None
+
+    def on_train_begin(self, logs=None):
+        if self.reference_images is not None:
+            self.reference = -float(np.mean(self.model.elbo(self.reference_images)))
+
+    def _advice(self):
+        advice = "Lower the learning rate (e.g. --learning-rate 1e-4) or check the data for NaN or infinite values"
+        if self.learned_scale:
+            advice += ", or use a fixed Gaussian scale (e.g. --gaussian-scale 0.1) instead of a learned one"
+        return advice + "."
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        if loss is None:
+            return
+        loss = float(loss)
+        if self.reference is None and math.isfinite(loss):
+            self.reference = loss
+        limit = None if self.reference is None else self.EXPLOSION_FACTOR * max(abs(self.reference), 1.0)
+        if not math.isfinite(loss):
+            self.message = f"The loss became {loss} at batch {batch}. {self._advice()}"
+        elif loss > limit:
             self.message = (
-                f"The loss became {float(loss)} at batch {batch}. Lower the learning rate "
-                "(e.g. --learning-rate 1e-4), check the data for NaN or infinite values, "
-                "or use a fixed Gaussian scale instead of a learned one."
+                f"The loss exploded to {loss:.4g} at batch {batch}, from {self.reference:.4g} at the start: "
+                f"training diverged. {self._advice()}"
             )
+        if self.message:
             self.model.stop_training = True

@@ -1,50 +1,172 @@
-"""Per-epoch checkpoints that are never half-written: write aside, then rename into place."""
+"""Per-epoch checkpoints that are never half-written, and loading the newest one that reads back.
+
+A checkpoint is written aside and renamed into place; which checkpoints a run
+has is decided by the `epoch-NNNN.keras` files themselves (`latest.json` is a
+record for people and tools, not trusted), so a lost or damaged file costs at
+most the epochs after the newest intact one.
+"""
 
 import json
+import logging
 import math
 import os
 import pathlib
+import re
+import zipfile
 
 import keras
 
+from tfvae.errors import DamagedCheckpoint, OutputNotWritable, RunError
+from tfvae.run_directory import describe_os_error
+
+logger = logging.getLogger("tfvae")
+
 LATEST = "latest.json"
+CHECKPOINT_NAME = re.compile(r"epoch-(\d+)\.keras")
 
 
 def write_json_atomically(path, data):
     """Writes `data` as JSON to `path` so readers see the old file or the new one, never a mix."""
     path = pathlib.Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise OutputNotWritable(f"Could not write {path}: {describe_os_error(error)}.") from None
+
+
+def checkpoint_files(directory):
+    """[(path, completed epochs)] of the `epoch-NNNN.keras` files in `directory`, newest first."""
+    found = []
+    for path in pathlib.Path(directory).glob("epoch-*.keras"):
+        match = CHECKPOINT_NAME.fullmatch(path.name)
+        if match and path.is_file():
+            found.append((path, int(match.group(1))))
+    return sorted(found, key=lambda item: item[1], reverse=True)
+
+
+def damage(path):
+    """Why the `.keras` file at `path` cannot be read back, or None if its archive is whole.
+
+    Reads every member and checks its CRC, so truncation and corrupt bytes are both found.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            corrupt = archive.testzip()
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        return f"not a readable .keras archive ({error})"
+    if corrupt is not None:
+        return f"corrupt bytes in its member {corrupt}"
+    if "config.json" not in names:
+        return "no model configuration (config.json) inside"
+    return None
 
 
 def latest_checkpoint(directory):
-    """(path, completed epochs) of the newest complete checkpoint in `directory`, or None."""
-    directory = pathlib.Path(directory)
+    """(path, completed epochs) of the newest checkpoint in `directory` whose archive is whole, or None.
+
+    Damaged files are skipped with a warning that names them and the reason.
+    """
+    for path, epoch in checkpoint_files(directory):
+        reason = damage(path)
+        if reason is None:
+            return path, epoch
+        logger.warning("Skipped the checkpoint %s: %s.", path, reason)
+    return None
+
+
+def _load_keras_file(path):
+    from tfvae.model import VAE as BaseVAE  # registers tfvae's classes with Keras
+
     try:
-        record = json.loads((directory / LATEST).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    path = directory / record["checkpoint"]
-    return (path, int(record["epoch"])) if path.is_file() else None
+        model = keras.models.load_model(path)
+    except Exception as error:  # noqa: BLE001 -- any failure to read it back means the file is unusable
+        raise DamagedCheckpoint(
+            f"{path} cannot be loaded ({type(error).__name__}: {' '.join(str(error).split())[:300]})."
+        ) from None
+    if not isinstance(model, BaseVAE):
+        raise RunError(
+            f"{path} holds a Keras model of class {type(model).__name__}, not a tfvae model. "
+            "Pass a checkpoint written by tfvae (a run directory or its checkpoints/epoch-NNNN.keras)."
+        )
+    return model
+
+
+def load_checkpoint(path):
+    """The tfvae model in the `.keras` file at `path`; a damaged file or a non-tfvae model raises with the cause."""
+    path = pathlib.Path(path)
+    if not path.is_file() or path.suffix != ".keras":
+        raise RunError(f"{path} is not a .keras checkpoint or a run directory.")
+    reason = damage(path)
+    if reason is not None:
+        raise DamagedCheckpoint(
+            f"{path} is damaged: {reason}. Use an earlier checkpoint of the run, or its run directory "
+            "(the newest intact checkpoint is then chosen)."
+        )
+    return _load_keras_file(path)
+
+
+def load_latest(directory):
+    """(model, completed epochs) from the newest checkpoint in `directory` that loads, or None if it has none.
+
+    Checkpoints that fail to load are skipped with a warning; if every one fails, raises `DamagedCheckpoint`.
+    """
+    candidates = checkpoint_files(directory)
+    problems = []
+    for path, epoch in candidates:
+        try:
+            return load_checkpoint(path), epoch
+        except DamagedCheckpoint as error:
+            logger.warning("Skipped the checkpoint %s: %s", path.name, error)
+            problems.append(str(error))
+    if candidates:
+        raise DamagedCheckpoint(
+            f"None of the {len(candidates)} checkpoints in {directory} can be loaded:\n  - "
+            + "\n  - ".join(problems)
+            + "\nStart a new run in another --output-dir."
+        )
+    return None
+
+
+def load_model(path):
+    """A trained tfvae model from a `.keras` checkpoint, or from a run directory (its newest intact checkpoint).
+
+    Importing tfvae's model module registers its classes with Keras, so
+    `keras.models.load_model` works too; this function adds the fallback past
+    damaged checkpoints and refuses files that hold no tfvae model.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise RunError(f"{path} does not exist. Expected a run directory or a .keras checkpoint.")
+    if path.is_dir():
+        found = load_latest(path / "checkpoints") or load_latest(path)
+        if found is None:
+            raise RunError(f"{path} holds no checkpoint. Expected a run directory or a .keras file.")
+        return found[0]
+    return load_checkpoint(path)
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Saves model + optimizer as `epoch-NNNN.keras` after every epoch, keeping the last `keep`.
 
     The file is written under a temporary name and renamed when complete; only
-    then does `latest.json` point at it. A run killed at any moment leaves the
-    previous checkpoint intact. Epochs whose loss is not finite are not saved.
+    then does `latest.json` point at it. A run killed at any moment, or stopped
+    by a full disk, leaves the previous checkpoints intact and no partial file.
+    Epochs whose loss is not finite, or for which `skip_epoch()` is true, are not saved.
     """
 
-    def __init__(self, directory, keep=3, is_writer=True):
+    def __init__(self, directory, keep=3, is_writer=True, skip_epoch=lambda: False):
         super().__init__()
         self.directory = pathlib.Path(directory)
         self.keep = keep
         self.is_writer = is_writer
+        self.skip_epoch = skip_epoch
 
     def on_train_begin(self, logs=None):
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -52,9 +174,19 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             for stale in self.directory.glob(".tmp-epoch-*.keras"):  # left by a killed run
                 stale.unlink()
 
+    def _save(self, path):
+        try:
+            self.model.save(path)
+        except OSError as error:
+            path.unlink(missing_ok=True)
+            raise OutputNotWritable(
+                f"Could not write the checkpoint {path.name} in {self.directory}: {describe_os_error(error)}. "
+                "The checkpoints of earlier epochs are intact; run the same command with --resume to continue."
+            ) from None
+
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        if (loss is not None and not math.isfinite(float(loss))) or self.skip_epoch():
             return
         completed = epoch + 1
         name = f"epoch-{completed:04d}.keras"
@@ -62,12 +194,12 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             # Other workers must take part in saving (variables may be distributed),
             # but write to a private scratch file that is thrown away.
             scratch = self.directory / f".tmp-worker-{os.getpid()}.keras"
-            self.model.save(scratch)
+            self._save(scratch)
             scratch.unlink()
             return
         tmp = self.directory / f".tmp-{name}"
-        self.model.save(tmp)
+        self._save(tmp)
         os.replace(tmp, self.directory / name)
         write_json_atomically(self.directory / LATEST, {"epoch": completed, "checkpoint": name})
-        for old in sorted(self.directory.glob("epoch-*.keras"))[: -self.keep]:
+        for old, _ in checkpoint_files(self.directory)[self.keep :]:
             old.unlink()

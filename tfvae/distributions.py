@@ -4,6 +4,8 @@ Heads keep their parameters in float32 so that analytic KL terms and
 log-probabilities stay well defined under mixed precision.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -89,10 +91,10 @@ class GaussianLikelihood(keras.layers.Layer):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if scale != "learned" and not (
-            isinstance(scale, (int, float)) and scale > 0
+            isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < scale < math.inf
         ):
             raise ValueError(
-                'Expected a Gaussian likelihood scale > 0, or "learned". '
+                'Expected a finite Gaussian likelihood scale > 0, or "learned". '
                 f"Received: scale={scale!r}"
             )
         self.scale = scale

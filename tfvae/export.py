@@ -11,13 +11,17 @@ Signatures (all return dicts of float32 tensors, batch dimension None):
 import json
 import os
 import pathlib
+import re
 import shutil
 
 import keras
 import tensorflow as tf
 
+from tfvae import run_directory
 from tfvae._version import __version__
 from tfvae.distributions import BernoulliLikelihood
+
+TEMPORARY_VERSION = re.compile(r"\.tmp-(\d+)-(\d+)")  # .tmp-<version>-<pid of the writer>
 
 # The seed of the one-sample ELBO served by the `elbo` signature.
 SERVING_ELBO_SEED = (0, 0)
@@ -69,47 +73,61 @@ def next_version(model_dir):
     return max(versions, default=0) + 1
 
 
+def _remove_stale_temporaries(export_dir):
+    """Deletes half-written versions left by exports whose process has died."""
+    for path in export_dir.glob(".tmp-*"):
+        match = TEMPORARY_VERSION.fullmatch(path.name)
+        if match and not run_directory.process_alive(int(match.group(2))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def export_saved_model(vae, export_dir, version=None, run_config=None, dataset=None):
     """Writes `vae` as `<export_dir>/<version>/`, a SavedModel that TF Serving loads as it is.
 
     The version is the next free number unless given; an existing version is
     never overwritten. The SavedModel is built in a temporary folder beside the
     target and renamed into place when complete, so a server watching
-    `export_dir` never sees a half-written version. Returns the version's path.
+    `export_dir` never sees a half-written version; concurrent exports to one
+    `export_dir` take turns (a file lock) and get distinct versions. Returns the version's path.
     """
-    export_dir = pathlib.Path(export_dir)
-    export_dir.mkdir(parents=True, exist_ok=True)
-    version = next_version(export_dir) if version is None else version
-    if not isinstance(version, int) or version < 1:
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
         raise ValueError(f"Expected a version >= 1. Received: version={version!r}")
-    target = export_dir / str(version)
-    if target.exists():
-        raise FileExistsError(
-            f"{target} already exists; versions are never overwritten. Pass another version, "
-            "or leave it out to take the next one."
-        )
-    tmp = export_dir / f".tmp-{version}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        archive = keras.export.ExportArchive()
-        archive.track(vae)
-        for name, (fn, specs) in serving_functions(vae).items():
-            archive.add_endpoint(name, tf.function(fn), input_signature=specs)
-        archive.write_out(str(tmp), verbose=False)
-        extra = tmp / EXTRA_DIR
-        extra.mkdir()
-        record = {
-            "tfvae_version": __version__,
-            "image_shape": list(vae.image_shape),
-            "latent_dim": vae.latent_dim,
-            "likelihood": type(vae.decoder.likelihood).__name__,
-            "dataset": dataset,
-            "signatures": sorted(serving_functions(vae)),
-        }
-        (extra / "tfvae.json").write_text(json.dumps(record, indent=2))
-        if run_config is not None:
-            (extra / "run_config.json").write_text(json.dumps(run_config, indent=2, sort_keys=True))
-        os.rename(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    export_dir = run_directory.check_writable(export_dir, "--export-dir")
+    with run_directory.locked(export_dir, "--export-dir", wait=True):
+        _remove_stale_temporaries(export_dir)
+        version = next_version(export_dir) if version is None else version
+        target = export_dir / str(version)
+        if target.exists():
+            raise FileExistsError(
+                f"{target} already exists; versions are never overwritten. Pass another version, "
+                "or leave it out to take the next one."
+            )
+        tmp = export_dir / f".tmp-{version}-{os.getpid()}"
+        try:
+            with run_directory.writing(f"the SavedModel {target}"):
+                _write_saved_model(vae, tmp, run_config, dataset)
+                os.rename(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _write_saved_model(vae, path, run_config, dataset):
+    archive = keras.export.ExportArchive()
+    archive.track(vae)
+    for name, (fn, specs) in serving_functions(vae).items():
+        archive.add_endpoint(name, tf.function(fn), input_signature=specs)
+    archive.write_out(str(path), verbose=False)
+    extra = path / EXTRA_DIR
+    extra.mkdir()
+    record = {
+        "tfvae_version": __version__,
+        "image_shape": list(vae.image_shape),
+        "latent_dim": vae.latent_dim,
+        "likelihood": type(vae.decoder.likelihood).__name__,
+        "dataset": dataset,
+        "signatures": sorted(serving_functions(vae)),
+    }
+    (extra / "tfvae.json").write_text(json.dumps(record, indent=2))
+    if run_config is not None:
+        (extra / "run_config.json").write_text(json.dumps(run_config, indent=2, sort_keys=True))

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tfvae import networks, objectives
 from tfvae.distributions import RANDOM_ALGORITHM, standard_normal_prior
 from tfvae.fused_steps import fused_step_function
+from tfvae.limits import MAX_TENSOR_ELEMENTS, check_count
 from tfvae.validation import check_fit_input, check_images
 
 # Elements (samples x batch x pixels) of one importance-sampling chunk: bounds memory for large K.
@@ -66,8 +67,7 @@ class VAE(keras.Model):
             )
         if not (isinstance(beta, (int, float)) and beta >= 0):
             raise ValueError(f"Expected beta >= 0. Received: beta={beta!r}")
-        if not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"Expected num_samples >= 1. Received: num_samples={num_samples!r}")
+        check_count("num_samples", num_samples)
         self.encoder = encoder
         self.decoder = decoder
         self.kl = objectives.check_kl(kl)
@@ -294,8 +294,8 @@ class VAE(keras.Model):
 
         `n` and `seed` may be int tensors (as in the exported `sample` signature).
         """
-        if not tf.is_tensor(n) and (not isinstance(n, int) or n < 1):
-            raise ValueError(f"Expected n >= 1 images. Received: n={n!r}")
+        if not tf.is_tensor(n):
+            check_count("n", n, maximum=MAX_TENSOR_ELEMENTS // math.prod(self.image_shape))
         if mode not in SAMPLE_MODES:
             raise ValueError(f"Unknown mode {mode!r}. Expected one of {sorted(SAMPLE_MODES)}.")
         prior_seed, likelihood_seed = tf.unstack(
@@ -326,7 +326,8 @@ class VAE(keras.Model):
 
     def elbo_terms(self, images, num_samples=None, batch_size=256, seed=None):
         """Per-example `elbo`, `reconstruction` and `kl` (nats) as a dict of (N,) tensors."""
-        num_samples = num_samples or self.num_samples
+        num_samples = self.num_samples if num_samples is None else check_count("num_samples", num_samples)
+        check_count("batch_size", batch_size)
 
         def terms(batch, batch_seed):
             out = self.compute_elbo_terms(batch, batch_seed, num_samples)
@@ -344,8 +345,8 @@ class VAE(keras.Model):
         Uses q(z|x) as proposal with `num_samples` (K) draws, evaluated in
         chunks so large K fits in memory; the estimate rises towards log p(x) as K grows.
         """
-        if not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"Expected num_samples >= 1. Received: num_samples={num_samples!r}")
+        check_count("num_samples", num_samples)
+        check_count("batch_size", batch_size)
         pixels = math.prod(self.image_shape)
         chunk_size = max(1, min(num_samples, IWAE_CHUNK_ELEMENTS // (batch_size * pixels)))
 

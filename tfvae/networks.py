@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from tfvae.distributions import GaussianPosterior, make_likelihood
+from tfvae.limits import MAX_LATENT_DIM, check_count
 
 
 def check_image_shape(image_shape):
@@ -30,9 +31,7 @@ def check_image_shape(image_shape):
 
 
 def check_latent_dim(latent_dim):
-    if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim <= 0:
-        raise ValueError(f"Expected latent_dim > 0. Received: latent_dim={latent_dim!r}")
-    return latent_dim
+    return check_count("latent_dim", latent_dim, maximum=MAX_LATENT_DIM)
 
 
 def _check_units(name, units):

@@ -10,29 +10,26 @@ Outputs in `config.output_dir`:
 and the SavedModel under `<export_dir>/<version>/`.
 """
 
+import csv
 import dataclasses
 import json
+import logging
 import os
 import pathlib
-import tempfile
 
 import keras
 
-from tfvae import allocator, checkpoints, evaluation, export, images, strategies
-from tfvae.callbacks import DivergenceGuard, KLWarmup, TrainingDiverged
+from tfvae import allocator, checkpoints, evaluation, export, images, run_directory, strategies
+from tfvae.callbacks import DivergenceGuard, KLWarmup
+from tfvae.checkpoints import load_model  # noqa: F401 -- tfvae.training.load_model stays available
 from tfvae.data import load_dataset
+from tfvae.errors import RunError, TrainingDiverged, TrainingInterrupted
 from tfvae.model import VAE
+
+logger = logging.getLogger("tfvae")
 
 # Settings a resumed run must share with the run it continues (they shape the model or its data).
 MODEL_SETTINGS = ("dataset", "train_split", "architecture", "latent_dim", "likelihood", "gaussian_scale", "kl", "num_samples")
-
-
-class RunError(ValueError):
-    """A run that cannot start as asked: the message names the setting and the fix."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """Training stopped by Ctrl-C; the last complete checkpoint is kept for `--resume`."""
 
 
 @dataclasses.dataclass
@@ -97,29 +94,60 @@ class RunResult:
     export_path: pathlib.Path | None
 
 
-def _check_writable(directory):
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as error:
-        raise RunError(
-            f"The output directory {directory} is not writable ({error.strerror}). "
-            "Choose another --output-dir."
-        ) from None
-
-
 def _check_resumable(config, output_dir):
     saved_path = output_dir / "run_config.json"
     if not saved_path.exists():
         raise RunError(f"Nothing to resume in {output_dir}: it has no run_config.json. Start the run without --resume.")
-    saved = json.loads(saved_path.read_text())
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (OSError, ValueError) as error:
+        raise RunError(
+            f"The run's settings in {saved_path} cannot be read ({error}); the run cannot be resumed safely. "
+            "Start a new run in another --output-dir."
+        ) from None
     changed = [f"{key}: {saved.get(key)!r} -> {getattr(config, key)!r}" for key in MODEL_SETTINGS if saved.get(key) != getattr(config, key)]
     if changed:
         raise RunError(
             f"Cannot resume the run in {output_dir} with different model settings ({'; '.join(changed)}). "
             "Use the original settings, or start a new run in another --output-dir."
         )
+
+
+def _keep_metrics_rows(path, epochs):
+    """Drops rows of `metrics.csv` past `epochs` completed epochs, so a resumed run appends no duplicates."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or "epoch" not in rows[0]:
+        return
+    column = rows[0].index("epoch")
+    kept = [rows[0]] + [row for row in rows[1:] if row and int(float(row[column])) < epochs]
+    if len(kept) < len(rows):
+        with run_directory.writing(path):
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "w", newline="") as f:
+                csv.writer(f).writerows(kept)
+            os.replace(tmp, path)
+
+
+def _export_dir(config):
+    """Where the SavedModel goes, or None when the export is off."""
+    if config.export_dir == "":
+        return None
+    return pathlib.Path(config.export_dir or os.path.join("saved_models", config.dataset))
+
+
+def _clamp_steps_per_execution(config, num_examples):
+    """`steps_per_execution` no larger than an epoch's steps: more would only delay the first progress."""
+    steps_per_epoch = max(1, num_examples // config.batch_size)
+    if config.steps_per_execution <= steps_per_epoch:
+        return config
+    logger.warning(
+        "steps_per_execution is %d, not %d: an epoch of %d examples at batch size %d has only %d steps.",
+        steps_per_epoch, config.steps_per_execution, num_examples, config.batch_size, steps_per_epoch,
+    )
+    return dataclasses.replace(config, steps_per_execution=steps_per_epoch)
 
 
 def build_model(config, image_shape):
@@ -146,24 +174,40 @@ def build_model(config, image_shape):
 def train(config, resume=False, callbacks=(), verbose=1):
     """Trains, evaluates and exports the VAE that `config` describes; returns a `RunResult`.
 
-    With `resume`, continues from the last complete checkpoint in
-    `config.output_dir` (same epoch count, optimizer state kept). Under the
-    multi-worker strategy every worker runs this same call; Keras's
-    `BackupAndRestore` lets a restarted job continue from its last backup.
-    It caps glibc's malloc arenas (`tfvae.allocator`) so memory stays flat.
+    With `resume`, continues from the newest checkpoint in `config.output_dir`
+    that loads (same epoch count, optimizer state kept); damaged checkpoints
+    are skipped with a warning. The run holds a lock on its output directory,
+    so a second run there refuses to start. Every output location is checked
+    for writability before any work. Under the multi-worker strategy every
+    worker runs this same call; Keras's `BackupAndRestore` lets a restarted job
+    continue from its last backup. It caps glibc's malloc arenas
+    (`tfvae.allocator`) so memory stays flat.
     """
     config.validate()
     allocator.cap_malloc_arenas()  # resident memory flat from epoch to epoch
     output_dir = pathlib.Path(config.output_dir)
-    _check_writable(output_dir)
-    checkpoint_dir = output_dir / "checkpoints"
+    if resume and not output_dir.is_dir():
+        raise RunError(f"Nothing to resume: {output_dir} does not exist. Start the run without --resume.")
+    run_directory.check_writable(output_dir, "--output-dir")
     keras.utils.set_random_seed(config.seed)
     strategy = strategies.make_strategy(config.strategy)
-    multi_worker = strategies.is_multi_worker(strategy)
     chief = strategies.is_chief(strategy)
+    # Workers other than the chief keep their logs apart, so files are never written twice.
+    log_dir = output_dir if chief else output_dir / "workers" / strategies.worker_name(strategy)
+    if chief and _export_dir(config) is not None:
+        run_directory.check_writable(_export_dir(config), "--export-dir")
+    run_directory.check_writable(log_dir, "--output-dir")
+    with run_directory.locked(log_dir):
+        return _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_dir)
+
+
+def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_dir):
+    checkpoint_dir = output_dir / "checkpoints"
+    multi_worker = strategies.is_multi_worker(strategy)
+    chief = log_dir == output_dir
     if resume:
         _check_resumable(config, output_dir)
-    elif not multi_worker and checkpoints.latest_checkpoint(checkpoint_dir) is not None:
+    elif not multi_worker and run_directory.holds_run(output_dir):
         raise RunError(
             f"{output_dir} already holds a run. Continue it with --resume, or choose another --output-dir."
         )
@@ -185,27 +229,29 @@ def train(config, resume=False, callbacks=(), verbose=1):
         )
 
     config = dataclasses.replace(
-        config,
+        _clamp_steps_per_execution(config, info.num_examples),
         jit_compile=strategies.resolve_jit_compile(config.jit_compile, strategy),
-        steps_per_execution=strategies.resolve_steps_per_execution(config.steps_per_execution, strategy),
     )
-    latest = checkpoints.latest_checkpoint(checkpoint_dir) if resume else None
+    config = dataclasses.replace(
+        config, steps_per_execution=strategies.resolve_steps_per_execution(config.steps_per_execution, strategy)
+    )
     with strategy.scope():
+        latest = checkpoints.load_latest(checkpoint_dir) if resume else None
         if latest is not None:
-            vae = keras.models.load_model(latest[0])
+            vae, initial_epoch = latest
             vae.jit_compile = config.jit_compile
             vae.steps_per_execution = config.steps_per_execution
-            initial_epoch = latest[1]
         else:
             vae = build_model(config, info.image_shape)
             initial_epoch = 0
     if chief:
         checkpoints.write_json_atomically(output_dir / "run_config.json", config.to_json())
+        _keep_metrics_rows(output_dir / "metrics.csv", initial_epoch)
 
-    guard = DivergenceGuard()
-    # Workers other than the chief keep their logs apart, so files are never written twice.
-    log_dir = output_dir if chief else output_dir / "workers" / strategies.worker_name(strategy)
-    log_dir.mkdir(parents=True, exist_ok=True)
+    guard = DivergenceGuard(
+        learned_scale=config.likelihood == "gaussian" and config.gaussian_scale == "learned",
+        reference_images=next(iter(train_data)),
+    )
     run_callbacks = [guard]
     if config.warmup_epochs:
         run_callbacks.append(KLWarmup(config.warmup_epochs, target=config.beta))
@@ -214,7 +260,7 @@ def train(config, resume=False, callbacks=(), verbose=1):
         run_callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
         initial_epoch = max(initial_epoch, _backed_up_epoch(backup_dir))
     run_callbacks += [
-        checkpoints.AtomicCheckpoint(checkpoint_dir, is_writer=chief),
+        checkpoints.AtomicCheckpoint(checkpoint_dir, is_writer=chief, skip_epoch=lambda: guard.message is not None),
         keras.callbacks.CSVLogger(str(log_dir / "metrics.csv"), append=initial_epoch > 0),
         keras.callbacks.TensorBoard(log_dir=str(log_dir / "logs")),
         *callbacks,
@@ -222,22 +268,28 @@ def train(config, resume=False, callbacks=(), verbose=1):
     history = {}
     if initial_epoch < config.epochs:
         try:
-            history = vae.fit(
-                train_data,
-                validation_data=eval_data,
-                epochs=config.epochs,
-                initial_epoch=initial_epoch,
-                callbacks=run_callbacks,
-                shuffle=False,  # the dataset reshuffles itself each epoch
-                verbose=verbose,
-            ).history
+            with run_directory.writing(
+                f"the training outputs in {output_dir}",
+                " The checkpoints of earlier epochs are intact; run the same command with --resume to continue.",
+            ):
+                history = vae.fit(
+                    train_data,
+                    validation_data=eval_data,
+                    epochs=config.epochs,
+                    initial_epoch=initial_epoch,
+                    callbacks=run_callbacks,
+                    shuffle=False,  # the dataset reshuffles itself each epoch
+                    verbose=verbose,
+                ).history
         except KeyboardInterrupt:
             raise TrainingInterrupted(
                 f"Training was interrupted. The last complete checkpoint is in {checkpoint_dir}; "
                 "run the same command with --resume to continue."
             ) from None
     if guard.message:
-        raise TrainingDiverged(guard.message)
+        raise TrainingDiverged(
+            guard.message + f" Nothing was exported; checkpoints before the divergence are in {checkpoint_dir}."
+        )
     return finish_run(vae, config, eval_data, history, output_dir if chief else None)
 
 
@@ -256,28 +308,10 @@ def finish_run(vae, config, eval_data, history, output_dir):
     if output_dir is None:
         return RunResult(vae, history, metrics, None)
     checkpoints.write_json_atomically(output_dir / "metrics.json", metrics)
-    images.save_samples(vae, output_dir / "samples.png", seed=config.seed)
-    images.save_reconstructions(vae, held_out[:32], output_dir / "reconstructions.png")
+    with run_directory.writing(f"the image grids in {output_dir}"):
+        images.save_samples(vae, output_dir / "samples.png", seed=config.seed)
+        images.save_reconstructions(vae, held_out[:32], output_dir / "reconstructions.png")
     export_path = None
-    if config.export_dir != "":
-        export_dir = config.export_dir or os.path.join("saved_models", config.dataset)
-        export_path = export.export_saved_model(vae, export_dir, run_config=config.to_json(), dataset=config.dataset)
+    if _export_dir(config) is not None:
+        export_path = export.export_saved_model(vae, _export_dir(config), run_config=config.to_json(), dataset=config.dataset)
     return RunResult(vae, history, metrics, export_path)
-
-
-def load_model(path):
-    """A trained VAE from a `.keras` checkpoint, or from a run directory (its latest checkpoint).
-
-    Importing this module registers tfvae's classes with Keras; `keras.models.load_model`
-    works too once any tfvae model module is imported.
-    """
-    path = pathlib.Path(path)
-    if path.is_dir():
-        latest = checkpoints.latest_checkpoint(path / "checkpoints") or checkpoints.latest_checkpoint(path)
-        if latest is None:
-            raise RunError(f"{path} holds no checkpoint. Expected a run directory or a .keras file.")
-        path = latest[0]
-    if not path.is_file() or path.suffix != ".keras":
-        raise RunError(f"{path} is not a .keras checkpoint or a run directory.")
-    return keras.models.load_model(path)
-

@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -19,8 +20,14 @@ _IDX_DTYPES = {
 def read_idx(path):
     """Returns the array stored in the IDX file at `path` (`.gz` is decompressed)."""
     opener = gzip.open if os.fspath(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        # gzip's EOFError would otherwise read as the user aborting (click prints only "Aborted!").
+        raise ValueError(
+            f"{path} is truncated or corrupt: it cannot be decompressed ({error}). Download or copy it again."
+        ) from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4].hex()}).")
     dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]

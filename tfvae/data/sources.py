@@ -7,11 +7,13 @@ VAE fit in memory, which is what lets the pipeline gather whole batches.
 
 import os
 import pathlib
+import zipfile
 
 import numpy as np
 
 from tfvae.data.idx import read_idx
 from tfvae.data.splits import resolve_split
+from tfvae.errors import TfvaeError
 
 # Copies installed by operating-system packages (Debian's dataset-fashion-mnist).
 KNOWN_LOCAL_COPIES = {
@@ -22,8 +24,16 @@ KNOWN_LOCAL_COPIES = {
 IDX_PREFIXES = {"train": "train", "test": "t10k"}
 
 
-class DataUnavailable(RuntimeError):
+class DataUnavailable(TfvaeError, RuntimeError):
     """No source could provide the requested dataset; the message says what was tried."""
+
+
+def _check_counts(images, labels, where):
+    if len(images) != len(labels):
+        raise DataUnavailable(
+            f"{where} holds {len(images)} images but {len(labels)} labels; every image needs one label. "
+            "Fix or replace the label file (or remove it to train without labels)."
+        )
 
 
 def _with_channel_axis(images):
@@ -63,19 +73,26 @@ def idx_source(folder):
         images = _with_channel_axis(read_idx(images_path))
         labels_path = _find(folder, f"{prefix}-labels-idx1-ubyte")
         labels = read_idx(labels_path) if labels_path else np.full(len(images), -1, np.int64)
+        _check_counts(images, labels, f"The {split} split in {folder} ({images_path.name}, {labels_path and labels_path.name})")
         arrays[split] = (images, labels.astype(np.int64))
     return ArraySource(f"IDX files in {folder}", arrays) if arrays else None
 
 
 def npz_source(path):
     """An `ArraySource` over a .npz file with `x_<split>` (and optional `y_<split>`) arrays."""
-    with np.load(path) as archive:
+    if not zipfile.is_zipfile(path):
+        raise DataUnavailable(
+            f"{path} is not an .npz file (npz files are zip archives written by numpy.savez). "
+            "Save the arrays with numpy.savez(path, x_train=..., x_test=...)."
+        )
+    with np.load(path, allow_pickle=False) as archive:
         arrays = {}
         for key in archive.files:
             if key.startswith("x_"):
                 split = key[2:]
                 images = _with_channel_axis(archive[key])
                 labels = archive[f"y_{split}"] if f"y_{split}" in archive.files else np.full(len(images), -1)
+                _check_counts(images, labels, f"The {split} split in {path} (x_{split}, y_{split})")
                 arrays[split] = (images, labels.astype(np.int64))
     if not arrays:
         raise DataUnavailable(
@@ -127,6 +144,11 @@ def candidate_sources(name, data_dir=None, download=True):
             raise DataUnavailable(
                 f"The data directory {data_dir} does not exist. Point --data-dir at a folder of "
                 "IDX files, a .npz file, or a TFDS data directory."
+            )
+        if os.path.isfile(data_dir) and not data_dir.endswith(".npz"):
+            raise DataUnavailable(
+                f"--data-dir {data_dir} is a file. Point it at the folder that holds the IDX files "
+                f"(here {os.path.dirname(os.path.abspath(data_dir))}), or at a .npz file."
             )
         explicit = local_source(data_dir)
         return [explicit] if explicit else [TFDSSource(name, data_dir, download=False)]

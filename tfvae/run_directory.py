@@ -1,0 +1,101 @@
+"""Output directories: whether one holds a run, one writer at a time, and writable before work starts."""
+
+import contextlib
+import errno
+import fcntl
+import os
+import pathlib
+import sys
+import tempfile
+
+from tfvae.errors import OutputNotWritable, RunInUse
+
+LOCK_FILE = ".lock"
+
+# Files whose presence means a directory holds a run (any one of them is enough).
+RUN_MARKERS = ("run_config.json", "metrics.csv", "metrics.json", "checkpoints/latest.json")
+
+
+def holds_run(directory):
+    """True if `directory` holds a run's files: its settings, metrics or any checkpoint."""
+    directory = pathlib.Path(directory)
+    return any((directory / name).exists() for name in RUN_MARKERS) or any(
+        (directory / "checkpoints").glob("epoch-*.keras")
+    )
+
+
+def describe_os_error(error):
+    """A short cause for an OSError, with the fix for the common ones."""
+    if error.errno == errno.ENOSPC:
+        return "no space left on the device; free some space"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{error.strerror.lower()}; choose a location you can write to"
+    return error.strerror or str(error)
+
+
+def check_writable(directory, option):
+    """Creates `directory` if needed and proves it takes a file; raises `OutputNotWritable` naming `option`."""
+    directory = pathlib.Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory) as probe:
+            probe.write(b"0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        raise OutputNotWritable(
+            f"The {option} {directory} is not writable ({describe_os_error(error)}). Choose another {option}."
+        ) from None
+    return directory
+
+
+def _holder(lock_path):
+    try:
+        return lock_path.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+@contextlib.contextmanager
+def locked(directory, option="--output-dir", wait=False):
+    """Holds an exclusive lock on `directory` (an OS file lock, released when the process dies).
+
+    Without `wait`, a directory locked by another process raises `RunInUse`
+    naming that process; with it, waits for the lock (short critical sections, such as exports).
+    """
+    lock_path = pathlib.Path(directory) / LOCK_FILE
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise RunInUse(
+                f"{directory} is in use by another tfvae process ({_holder(lock_path)}). "
+                f"Wait for it to finish, or choose another {option}."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)}".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def writing(what, advice=""):
+    """Turns an OSError raised while writing `what` into `OutputNotWritable` that names it and the cause."""
+    try:
+        yield
+    except OutputNotWritable:
+        raise
+    except OSError as error:
+        raise OutputNotWritable(f"Could not write {what}: {describe_os_error(error)}.{advice}") from None

@@ -12,6 +12,7 @@ import click
 
 from tfvae._version import __version__
 from tfvae.limits import MAX_GRID_IMAGES, MAX_LATENT_DIM
+from tfvae.precision import PRECISIONS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -96,7 +97,8 @@ def main():
 @click.option("--beta", type=click.FloatRange(min=0), default=1.0, help="Weight of the KL term.")
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, help="KL warm-up: anneal β from 0 over this many epochs.")
 @click.option("--seed", type=int, default=0)
-@click.option("--jit/--no-jit", default=True, help="Compile the training step with XLA.")
+@click.option("--jit/--no-jit", default=None, help="Compile the training step with XLA [default: chosen per platform and model].")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="float32", help="Mixed precision computes the networks in 16 bits.")
 @click.option("--steps-per-execution", type=click.IntRange(min=1), default=16, help="Training steps per call into the compiled function.")
 @click.option("--strategy", type=click.Choice(["auto", "one-device", "mirrored", "multi-worker", "tpu"]), default="auto")
 @click.option("--log-likelihood-samples", type=click.IntRange(min=0), default=1000, help="K for the final importance-sampled log p(x); 0 skips it.")
@@ -116,10 +118,11 @@ def train(no_download, gaussian_scale, binarize, no_export, resume, quiet, expor
         download=not no_download,
         binarize=None if binarize == "none" else binarize,
         gaussian_scale=gaussian_scale if gaussian_scale == "learned" else _positive_float(gaussian_scale),
-        jit_compile=jit,
+        jit_compile="auto" if jit is None else jit,
         export_dir="" if no_export else export_dir,
     )
-    result = run(config, resume=resume, verbose=2 if quiet else 1)
+    # A progress bar in a terminal; one line per epoch in a log file or pipe, or with --quiet.
+    result = run(config, resume=resume, verbose=1 if sys.stdout.isatty() and not quiet else 2)
     click.echo(_format_metrics(result.metrics))
     click.echo(f"Outputs in {config.output_dir}" + (f"; SavedModel in {result.export_path}" if result.export_path else ""))
 

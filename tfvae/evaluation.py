@@ -31,12 +31,16 @@ def active_units(vae, images, threshold=ACTIVE_UNIT_THRESHOLD):
 def evaluate(vae, images, log_likelihood_samples=1000, seed=0):
     """Mean held-out `elbo`, `reconstruction`, `kl`, `log_likelihood` (nats per example) and `active_units`.
 
-    `log_likelihood_samples` = 0 skips the importance-sampled estimate.
+    `log_likelihood_samples` = 0 skips the importance-sampled estimate, the
+    long stage, which shows a progress bar in a terminal and a log line elsewhere.
     """
     terms = vae.elbo_terms(images, seed=seed)
     metrics = {name: float(np.mean(values)) for name, values in terms.items()}
     if log_likelihood_samples:
-        estimate = vae.log_likelihood(images, num_samples=log_likelihood_samples, seed=seed)
+        estimate = vae.log_likelihood(
+            images, num_samples=log_likelihood_samples, seed=seed,
+            progress=f"Importance-sampled log p(x), K={log_likelihood_samples}",
+        )
         metrics["log_likelihood"] = float(np.mean(estimate))
         metrics["log_likelihood_samples"] = log_likelihood_samples
     metrics["active_units"] = active_units(vae, images)

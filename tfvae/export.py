@@ -9,6 +9,7 @@ Signatures (all return dicts of float32 tensors, batch dimension None):
 """
 
 import json
+import logging
 import os
 import pathlib
 import re
@@ -20,6 +21,8 @@ import tensorflow as tf
 from tfvae import run_directory
 from tfvae._version import __version__
 from tfvae.distributions import BernoulliLikelihood
+
+logger = logging.getLogger("tfvae")
 
 TEMPORARY_VERSION = re.compile(r"\.tmp-(\d+)-(\d+)")  # .tmp-<version>-<pid of the writer>
 
@@ -103,6 +106,7 @@ def export_saved_model(vae, export_dir, version=None, run_config=None, dataset=N
                 "or leave it out to take the next one."
             )
         tmp = export_dir / f".tmp-{version}-{os.getpid()}"
+        logger.info("Exporting the SavedModel to %s.", target)
         try:
             with run_directory.writing(f"the SavedModel {target}"):
                 _write_saved_model(vae, tmp, run_config, dataset)

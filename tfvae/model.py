@@ -7,28 +7,16 @@ reconstruction mean only, so `predict` and SavedModel signatures see tensors.
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfvae import networks, objectives
-from tfvae.distributions import RANDOM_ALGORITHM, standard_normal_prior
-from tfvae.fused_steps import fused_step_function
+from tfvae.base_model import BaseVAE
+from tfvae.distributions import standard_normal_prior
 from tfvae.limits import MAX_TENSOR_ELEMENTS, check_count
 from tfvae.validation import check_fit_input, check_images
 
 # Elements (samples x batch x pixels) of one importance-sampling chunk: bounds memory for large K.
 IWAE_CHUNK_ELEMENTS = 2**24
-
-CONVOLUTIONS = (
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-    keras.layers.DepthwiseConv2D,
-    keras.layers.SeparableConv2D,
-)
 
 SAMPLE_MODES = {
     "mean": lambda likelihood, seed: likelihood.mean(),
@@ -37,7 +25,7 @@ SAMPLE_MODES = {
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
-class VAE(keras.Model):
+class VAE(BaseVAE):
     """Variational Autoencoder (Kingma & Welling, 2013) with prior p(z) = N(0, I).
 
     Training maximizes ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)) with
@@ -54,7 +42,7 @@ class VAE(keras.Model):
     """
 
     def __init__(self, encoder, decoder, beta=1.0, kl="analytic", num_samples=1, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if encoder.latent_dim != decoder.latent_dim:
             raise ValueError(
                 "Expected the encoder and decoder to share latent_dim. Received: "
@@ -72,14 +60,8 @@ class VAE(keras.Model):
         self.decoder = decoder
         self.kl = objectives.check_kl(kl)
         self.num_samples = num_samples
-        self.seed = seed
         self.initial_beta = float(beta)
         self.beta = keras.Variable(float(beta), trainable=False, name="beta", dtype="float32")
-        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
-        self.trackers = {
-            name: keras.metrics.Mean(name=name) for name in ("loss", "reconstruction", "kl", "elbo")
-        }
-        self._eval_functions = {}
         self.build((None, *self.image_shape))
 
     @classmethod
@@ -126,47 +108,8 @@ class VAE(keras.Model):
 
     # Training -----------------------------------------------------------------
 
-    def compile(self, optimizer=None, jit_compile=True, **kwargs):
-        """Like `keras.Model.compile`, but with Adam(1e-3) and XLA on by default.
-
-        Keras's `jit_compile="auto"` resolves to off on CPU; the VAE step is
-        XLA-friendly, so it asks for it explicitly.
-        """
-        if optimizer is None:
-            optimizer = keras.optimizers.Adam(learning_rate=1e-3)
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
-
-    def compile_from_config(self, config):
-        """Restores the compiled state (optimizer included) when a saved model is loaded."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        self.optimizer.build(self.trainable_variables)
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
     def prior(self):
         return standard_normal_prior(self.latent_dim)
-
-    def _seed(self, seed=None):
-        """An int32 stateless seed pair: from the model's generator, or from an int (or int tensor)."""
-        if seed is None:
-            return tf.cast(self.seed_generator.next(), tf.int32)
-        return tf.stack([tf.cast(seed, tf.int32), 0])
-
-    def _step_seed(self):
-        """The seed of one training or test step, distinct on every replica.
-
-        Replicas run the same step with the same generator state; folding in the
-        replica id keeps their reparameterization noise independent.
-        """
-        seed = self._seed()
-        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
-            replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
-            seed = tf.random.experimental.stateless_fold_in(
-                seed, tf.cast(replica_id, tf.int32), alg=RANDOM_ALGORITHM
-            )
-        return seed
 
     def compute_elbo_terms(self, images, seed, num_samples=None):
         """Per-example loss, reconstruction, kl and elbo (nats) for a batch of images."""
@@ -181,86 +124,12 @@ class VAE(keras.Model):
             beta=self.beta,
         )
 
-    def _update_trackers(self, terms):
-        for name, tracker in self.trackers.items():
-            tracker.update_state(terms[name])
-        return self._tracker_results()
-
-    def _tracker_results(self):
-        results = {name: tracker.result() for name, tracker in self.trackers.items()}
-        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras reduces multi-worker step outputs with a MEAN along axis 0, which needs rank >= 1.
-            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
-        return results
-
-    def train_step(self, data):
+    def compute_terms(self, data, seed):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            terms = self.compute_elbo_terms(images, self._step_seed())
-            # Gradients are summed over replicas, so each replica's mean loss is
-            # scaled to make the total equal the single-device gradient.
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            loss = tf.reduce_mean(terms["loss"]) / replicas
-            loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._update_trackers(terms)
+        return self.compute_elbo_terms(images, seed)
 
-    def test_step(self, data):
-        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._update_trackers(self.compute_elbo_terms(images, self._step_seed()))
-
-    def _fuses_steps(self):
-        """Whether `fit`/`evaluate` run each execution's steps in one XLA program: with XLA on,
-        several steps per execution, no distribution strategy (replicas use Keras's loop) and no
-        convolutions (XLA's CPU convolutions inside a compiled loop ran 14x slower than one per launch)."""
-        return (
-            not any(isinstance(layer, CONVOLUTIONS) for layer in self._flatten_layers())
-            and self.jit_compile
-            and not self.run_eagerly
-            and isinstance(self.steps_per_execution, int)
-            and self.steps_per_execution > 1
-            and not tf.distribute.has_strategy()
-            and self.distribute_strategy is tf.distribute.get_strategy()
-        )
-
-    def make_train_function(self, force=False):
-        if self.train_function is not None and not force:
-            return self.train_function
-        if self._fuses_steps():
-            self.train_function = fused_step_function(
-                self.train_step, self.steps_per_execution, self._tracker_results
-            )
-        else:
-            super().make_train_function(force)
-        return self.train_function
-
-    def make_test_function(self, force=False):
-        if self.test_function is not None and not force:
-            return self.test_function
-        if self._fuses_steps():
-            self.test_function = fused_step_function(
-                self.test_step, self.steps_per_execution, self._tracker_results
-            )
-        else:
-            super().make_test_function(force)
-        return self.test_function
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        check_fit_input(x, self.image_shape, self.data_support)
-        validation_data = kwargs.get("validation_data")
-        if isinstance(validation_data, (tuple, list)):
-            validation_data = validation_data[0]
-        check_fit_input(validation_data, self.image_shape, self.data_support, "validation_data")
-        return super().fit(x, y, *args, **kwargs)
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        check_fit_input(x, self.image_shape, self.data_support)
-        return super().evaluate(x, y, *args, **kwargs)
-
-    def predict(self, x, *args, **kwargs):
-        check_fit_input(x, self.image_shape, self.data_support)
-        return super().predict(x, *args, **kwargs)
+    def check_data(self, x, y=None, name="x"):
+        check_fit_input(x, self.image_shape, self.data_support, name)
 
     # Inference ----------------------------------------------------------------
 
@@ -304,26 +173,6 @@ class VAE(keras.Model):
         z = self.prior().sample(n, seed=prior_seed)
         return SAMPLE_MODES[mode](self.decoder(z), likelihood_seed)
 
-    def _eval_function(self, name, fn):
-        """`fn` as a tf.function, compiled with XLA unless the model was compiled without it."""
-        if name not in self._eval_functions:
-            jit = True if getattr(self, "_jit_compile", None) is None else bool(self._jit_compile)
-            self._eval_functions[name] = tf.function(fn, jit_compile=jit, reduce_retracing=True)
-        return self._eval_functions[name]
-
-    def _map_batches(self, fn, images, batch_size, seed):
-        check_images(images, self.image_shape, self.data_support)
-        images = images if tf.is_tensor(images) else np.asarray(images, np.float32)
-        base_seed = self._seed(seed)
-        outputs = [
-            fn(
-                tf.convert_to_tensor(images[start : start + batch_size], tf.float32),
-                tf.random.experimental.stateless_fold_in(base_seed, start),
-            )
-            for start in range(0, images.shape[0], batch_size)
-        ]
-        return tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *outputs)
-
     def elbo_terms(self, images, num_samples=None, batch_size=256, seed=None):
         """Per-example `elbo`, `reconstruction` and `kl` (nats) as a dict of (N,) tensors."""
         num_samples = self.num_samples if num_samples is None else check_count("num_samples", num_samples)
@@ -333,17 +182,19 @@ class VAE(keras.Model):
             out = self.compute_elbo_terms(batch, batch_seed, num_samples)
             return {key: out[key] for key in ("elbo", "reconstruction", "kl")}
 
-        return self._map_batches(self._eval_function(f"elbo{num_samples}", terms), images, batch_size, seed)
+        check_images(images, self.image_shape, self.data_support)
+        return self._map_batches(self._eval_function(f"elbo{num_samples}", terms), (images,), batch_size, seed)
 
     def elbo(self, images, num_samples=None, batch_size=256, seed=None):
         """Per-example ELBO in nats: a lower bound on log p(x)."""
         return self.elbo_terms(images, num_samples, batch_size, seed)["elbo"]
 
-    def log_likelihood(self, images, num_samples=5000, batch_size=100, seed=None):
+    def log_likelihood(self, images, num_samples=5000, batch_size=100, seed=None, progress=None):
         """Per-example importance-sampled estimate of log p(x) in nats (the IWAE bound).
 
         Uses q(z|x) as proposal with `num_samples` (K) draws, evaluated in
         chunks so large K fits in memory; the estimate rises towards log p(x) as K grows.
+        `progress` (a stage name) shows a progress bar in a terminal.
         """
         check_count("num_samples", num_samples)
         check_count("batch_size", batch_size)
@@ -355,8 +206,9 @@ class VAE(keras.Model):
                 batch, self.encoder, self.decoder, self.prior(), batch_seed, num_samples, chunk_size
             )
 
+        check_images(images, self.image_shape, self.data_support)
         return self._map_batches(
-            self._eval_function(f"iwae{num_samples}-{chunk_size}", bound), images, batch_size, seed
+            self._eval_function(f"iwae{num_samples}-{chunk_size}", bound), (images,), batch_size, seed, progress
         )
 
     # Serialization ------------------------------------------------------------
@@ -369,7 +221,6 @@ class VAE(keras.Model):
             "beta": self.initial_beta,
             "kl": self.kl,
             "num_samples": self.num_samples,
-            "seed": self.seed,
         }
 
     @classmethod

@@ -100,7 +100,7 @@ class Decoder(keras.Model):
         self.built = True
 
     def call(self, z):
-        z = tf.convert_to_tensor(z, tf.float32)
+        z = tf.convert_to_tensor(z)  # float32, or the compute dtype under a mixed-precision policy
         sample_shape = tf.shape(z)[:-1]
         raw = self.body(tf.reshape(z, [-1, self.latent_dim]))  # (N, H, W, C)
         raw = tf.reshape(raw, tf.concat([sample_shape, self.image_shape], axis=0))

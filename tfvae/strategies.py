@@ -1,7 +1,8 @@
-"""TensorFlow distribution strategies by name, and whether XLA can run under each."""
+"""TensorFlow distribution strategies by name, and the one rule that decides where XLA runs."""
 
 import logging
 
+import keras
 import tensorflow as tf
 
 logger = logging.getLogger("tfvae")
@@ -89,14 +90,50 @@ def resolve_steps_per_execution(requested, strategy):
     return requested
 
 
-def resolve_jit_compile(requested, strategy):
-    """`requested`, unless the strategy cannot run XLA; then False, said once in the log."""
-    if requested and not xla_supported(strategy):
-        logger.warning(
-            "XLA is off: jit_compile under %s with %d replicas on CPU devices fails to compile, "
-            "so training runs as a TensorFlow graph without XLA.",
-            type(strategy).__name__,
-            strategy.num_replicas_in_sync,
-        )
-        return False
-    return requested
+CONVOLUTIONS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv2D,
+)
+
+
+def has_convolutions(model):
+    return any(isinstance(layer, CONVOLUTIONS) for layer in model._flatten_layers())
+
+
+def _on_accelerator(strategy):
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    if strategy.num_replicas_in_sync > 1:
+        devices = strategy.extended.worker_devices
+        return all(tf.DeviceSpec.from_string(d).device_type in ("GPU", "TPU") for d in devices)
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+def choose_jit_compile(model, strategy=None, requested="auto"):
+    """(whether to compile `model`'s steps with XLA, why): the single rule for the library and the CLI.
+
+    An explicit True or False wins. "auto": on GPUs and TPUs; on CPU for dense
+    models (measured faster: benchmarks/RESULTS.md) but not for convolutions
+    (XLA's CPU convolutions lose to oneDNN); never where it cannot compile
+    (several replicas over CPU devices).
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    if requested is True or requested is False:
+        if requested and not xla_supported(strategy):
+            logger.warning("jit_compile=True under %s over CPU devices is likely to fail to compile.", type(strategy).__name__)
+        return requested, "as requested"
+    if requested != "auto":
+        raise ValueError(f"Expected jit_compile to be True, False or 'auto'. Received: jit_compile={requested!r}")
+    if not xla_supported(strategy):
+        return False, f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas on CPU devices cannot compile with XLA"
+    if _on_accelerator(strategy):
+        return True, "GPUs and TPUs run the step fastest under XLA"
+    if has_convolutions(model):
+        return False, "convolutions on CPU run faster without XLA (pass jit_compile=True to force it)"
+    return True, "a dense model on CPU runs faster under XLA"

@@ -19,7 +19,7 @@ import pathlib
 
 import keras
 
-from tfvae import allocator, checkpoints, evaluation, export, images, run_directory, strategies
+from tfvae import allocator, checkpoints, evaluation, export, images, precision, run_directory, strategies
 from tfvae.callbacks import DivergenceGuard, KLWarmup
 from tfvae.checkpoints import load_model  # noqa: F401 -- tfvae.training.load_model stays available
 from tfvae.data import load_dataset
@@ -29,7 +29,9 @@ from tfvae.model import VAE
 logger = logging.getLogger("tfvae")
 
 # Settings a resumed run must share with the run it continues (they shape the model or its data).
-MODEL_SETTINGS = ("dataset", "train_split", "architecture", "latent_dim", "likelihood", "gaussian_scale", "kl", "num_samples")
+MODEL_SETTINGS = (
+    "dataset", "train_split", "architecture", "latent_dim", "likelihood", "gaussian_scale", "kl", "num_samples", "precision",
+)
 
 
 @dataclasses.dataclass
@@ -54,8 +56,9 @@ class RunConfig:
     beta: float = 1.0
     warmup_epochs: int = 0  # > 0: KL warm-up from β=0 to `beta` over this many epochs
     seed: int = 0
-    jit_compile: bool = True  # XLA; Keras's "auto" would turn it off on CPU
+    jit_compile: bool | str = "auto"  # "auto": tfvae.strategies.choose_jit_compile decides (XLA for dense models on CPU, always on GPU/TPU)
     steps_per_execution: int = 16  # steps per call into the compiled function: fit's per-step overhead was ~20% of the MLP step
+    precision: str = "float32"  # or "mixed_bfloat16" / "mixed_float16" (tfvae.precision)
     strategy: str = "auto"
     log_likelihood_samples: int = 1000  # K for the importance-sampled log p(x) in metrics.json; 0 skips it
     output_dir: str = "runs/latest"
@@ -75,6 +78,7 @@ class RunConfig:
             raise RunError(f"Expected learning_rate > 0. Received: learning_rate={self.learning_rate!r}")
         if not self.beta >= 0:
             raise RunError(f"Expected beta >= 0. Received: beta={self.beta!r}")
+        precision.check_precision(self.precision)
         return self
 
     def to_json(self):
@@ -105,7 +109,8 @@ def _check_resumable(config, output_dir):
             f"The run's settings in {saved_path} cannot be read ({error}); the run cannot be resumed safely. "
             "Start a new run in another --output-dir."
         ) from None
-    changed = [f"{key}: {saved.get(key)!r} -> {getattr(config, key)!r}" for key in MODEL_SETTINGS if saved.get(key) != getattr(config, key)]
+    saved = RunConfig.from_json(saved).to_json()  # settings added since the run was written take their defaults
+    changed = [f"{key}: {saved[key]!r} -> {getattr(config, key)!r}" for key in MODEL_SETTINGS if saved[key] != getattr(config, key)]
     if changed:
         raise RunError(
             f"Cannot resume the run in {output_dir} with different model settings ({'; '.join(changed)}). "
@@ -136,18 +141,6 @@ def _export_dir(config):
     if config.export_dir == "":
         return None
     return pathlib.Path(config.export_dir or os.path.join("saved_models", config.dataset))
-
-
-def _clamp_steps_per_execution(config, num_examples):
-    """`steps_per_execution` no larger than an epoch's steps: more would only delay the first progress."""
-    steps_per_epoch = max(1, num_examples // config.batch_size)
-    if config.steps_per_execution <= steps_per_epoch:
-        return config
-    logger.warning(
-        "steps_per_execution is %d, not %d: an epoch of %d examples at batch size %d has only %d steps.",
-        steps_per_epoch, config.steps_per_execution, num_examples, config.batch_size, steps_per_epoch,
-    )
-    return dataclasses.replace(config, steps_per_execution=steps_per_epoch)
 
 
 def build_model(config, image_shape):
@@ -228,19 +221,11 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
             f"(batch_size={config.batch_size}). Lower --batch-size or use a larger split."
         )
 
-    config = dataclasses.replace(
-        _clamp_steps_per_execution(config, info.num_examples),
-        jit_compile=strategies.resolve_jit_compile(config.jit_compile, strategy),
-    )
-    config = dataclasses.replace(
-        config, steps_per_execution=strategies.resolve_steps_per_execution(config.steps_per_execution, strategy)
-    )
-    with strategy.scope():
+    with strategy.scope(), precision.precision(config.precision):
         latest = checkpoints.load_latest(checkpoint_dir) if resume else None
         if latest is not None:
             vae, initial_epoch = latest
-            vae.jit_compile = config.jit_compile
-            vae.steps_per_execution = config.steps_per_execution
+            vae.configure_execution(config.jit_compile, config.steps_per_execution)
         else:
             vae = build_model(config, info.image_shape)
             initial_epoch = 0

@@ -53,10 +53,7 @@ def make_pipeline(
     labels = tf.constant(labels)
     if binarize == "static":
         images = tf.cast(_binarize(images, tf.constant([seed, 0], tf.int64)) * 255, tf.uint8)
-    indices = tf.data.Dataset.range(int(images.shape[0]))
-    if shuffle:
-        indices = indices.shuffle(int(images.shape[0]), seed=seed, reshuffle_each_iteration=True)
-    batches = indices.batch(batch_size, drop_remainder=drop_remainder)
+    batches = _batched_indices(int(images.shape[0]), batch_size, shuffle, seed, drop_remainder)
     if binarize == "dynamic":
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         batches = tf.data.Dataset.zip(batches, seeds).map(
@@ -69,6 +66,35 @@ def make_pipeline(
         )
     if not with_labels:
         batches = batches.map(lambda batch_images, _: batch_images)
+    return _finish(batches)
+
+
+def _batched_indices(count, batch_size, shuffle, seed, drop_remainder=False):
+    """Batches of example indices, reshuffled every epoch when `shuffle`."""
+    indices = tf.data.Dataset.range(count)
+    if shuffle:
+        indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    return indices.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def array_pipeline(arrays, batch_size, shuffle=True, seed=None):
+    """Batches of in-memory arrays (one array, or a tuple of equal-length ones) gathered by shuffled index.
+
+    What `fit` uses for NumPy input: the arrays become constants once, and each
+    batch is one gather, so no per-example work is paid.
+    """
+    arrays = tf.nest.map_structure(
+        lambda a: tf.constant(a, tf.float32 if tf.as_dtype(a.dtype).is_floating else None), arrays
+    )
+    count = int(tf.nest.flatten(arrays)[0].shape[0])
+    batches = _batched_indices(count, batch_size, shuffle, seed).map(
+        lambda index: tf.nest.map_structure(lambda array: tf.gather(array, index), arrays)
+    )
+    return _finish(batches)
+
+
+def _finish(batches):
+    """Prefetch and the options every tfvae pipeline shares."""
     batches = batches.prefetch(PREFETCH_BATCHES)
     options = tf.data.Options()
     options.autotune.enabled = False

@@ -1,0 +1,284 @@
+"""The training machinery every tfvae model shares, written once.
+
+A model says *what* its loss is (`compute_terms`: per-example terms, with
+"loss" the one minimized) and what data it takes (`check_data`); this class
+says *how* a step runs: train/test steps, one XLA program per execution,
+seeds that differ per step and per replica, `keras.metrics.Mean` trackers,
+strategies, mixed precision, fast input for NumPy arrays, and batched
+inference with progress.
+"""
+
+import logging
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvae import strategies
+from tfvae.data.pipeline import array_pipeline
+from tfvae.distributions import RANDOM_ALGORITHM
+from tfvae.fused_steps import fused_step_function
+from tfvae.limits import check_count
+
+logger = logging.getLogger("tfvae")
+
+# Steps per call into the compiled training function unless told otherwise: per-launch overhead
+# was ~1/4 of a small model's step at 1 (benchmarks/RESULTS.md); `fit` lowers it to an epoch's steps.
+DEFAULT_STEPS_PER_EXECUTION = 16
+
+# Batch size `fit` uses for NumPy arrays when none is given (Keras's default).
+DEFAULT_BATCH_SIZE = 32
+
+
+def _is_array(data):
+    return isinstance(data, np.ndarray) or (tf.is_tensor(data) and not tf.is_symbolic_tensor(data))
+
+
+def _float32_if_floating(array):
+    array = array if tf.is_tensor(array) else np.asarray(array)
+    return tf.cast(array, tf.float32) if array.dtype in (np.float16, np.float64, tf.float16, tf.float64) else array
+
+
+class BaseVAE(keras.Model):
+    """Shared training machinery; subclasses define `compute_terms`, `check_data` and `tracked`.
+
+    `fit`, `evaluate` and `predict` behave as in Keras, with these defaults:
+    Adam(1e-3); XLA chosen by `tfvae.strategies.choose_jit_compile` (an
+    explicit `jit_compile` wins); `steps_per_execution=16`, lowered to the
+    epoch's steps. With several steps per execution, epoch-level callbacks
+    see every epoch exactly, while batch-level callbacks (and the progress
+    bar) see the end of each execution, i.e. every 16th batch.
+    """
+
+    # The per-example terms `fit` and `evaluate` report, in nats per example.
+    tracked = ("loss", "reconstruction", "kl", "elbo")
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.tracked}
+        self._eval_functions = {}
+
+    # What subclasses define -----------------------------------------------------
+
+    def compute_terms(self, data, seed):
+        """Per-example terms of one batch `data` (as `fit` yields it): a dict of (B,) tensors.
+
+        "loss" is minimized (its gradient is the chosen estimator's); a term may
+        also be a (values, weights) pair, averaged with those weights.
+        """
+        raise NotImplementedError
+
+    def check_data(self, x, y=None, name="x"):
+        """Raises ValueError with a clear message unless `x` (and `y`) are data this model trains on."""
+        raise NotImplementedError
+
+    # Compiling ------------------------------------------------------------------
+
+    def compile(self, optimizer=None, jit_compile="auto", steps_per_execution=DEFAULT_STEPS_PER_EXECUTION, **kwargs):
+        """Like `keras.Model.compile`, with Adam(1e-3), tfvae's XLA rule and several steps per execution.
+
+        `jit_compile="auto"` asks `tfvae.strategies.choose_jit_compile` (XLA on
+        GPU/TPU and for dense models on CPU, off for convolutions on CPU and
+        where it cannot compile) and logs its choice; True or False is obeyed.
+        """
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(learning_rate=1e-3)
+        super().compile(optimizer=optimizer, **kwargs)
+        self.configure_execution(jit_compile, steps_per_execution)
+
+    def configure_execution(self, jit_compile="auto", steps_per_execution=DEFAULT_STEPS_PER_EXECUTION):
+        """Sets XLA and steps per execution for the current strategy (also after loading a checkpoint)."""
+        check_count("steps_per_execution", steps_per_execution)
+        strategy = tf.distribute.get_strategy()
+        jit, reason = strategies.choose_jit_compile(self, strategy, jit_compile)
+        logger.info("XLA %s: %s.", "on" if jit else "off", reason)
+        self.jit_compile = jit
+        self.steps_per_execution = strategies.resolve_steps_per_execution(steps_per_execution, strategy)
+        self.train_function = self.test_function = self.predict_function = None
+        self._eval_functions = {}
+
+    def compile_from_config(self, config):
+        """Restores the compiled state (optimizer included) when a saved model is loaded."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(
+            optimizer=config.get("optimizer"),
+            jit_compile=config.get("jit_compile", "auto"),
+            steps_per_execution=config.get("steps_per_execution", DEFAULT_STEPS_PER_EXECUTION),
+        )
+        self.optimizer.build(self.trainable_variables)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # Seeds ----------------------------------------------------------------------
+
+    def _seed(self, seed=None):
+        """An int32 stateless seed pair: from the model's generator, or from an int (or int tensor)."""
+        if seed is None:
+            return tf.cast(self.seed_generator.next(), tf.int32)
+        return tf.stack([tf.cast(seed, tf.int32), 0])
+
+    def _step_seed(self):
+        """The seed of one training or test step, distinct on every replica.
+
+        Replicas run the same step with the same generator state; folding in the
+        replica id keeps their noise independent.
+        """
+        seed = self._seed()
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica_id, tf.int32), alg=RANDOM_ALGORITHM)
+        return seed
+
+    # Steps ----------------------------------------------------------------------
+
+    def _update_trackers(self, terms):
+        for name, tracker in self.trackers.items():
+            values = terms[name]
+            if isinstance(values, tuple):
+                tracker.update_state(values[0], sample_weight=values[1])
+            else:
+                tracker.update_state(values)
+        return self._tracker_results()
+
+    def _tracker_results(self):
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker step outputs with a MEAN along axis 0, which needs rank >= 1.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            terms = self.compute_terms(data, self._step_seed())
+            # Gradients are summed over replicas, so each replica's mean loss is
+            # scaled to make the total equal the single-device gradient.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = tf.reduce_mean(tf.cast(terms["loss"], tf.float32)) / replicas
+            loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._update_trackers(terms)
+
+    def test_step(self, data):
+        return self._update_trackers(self.compute_terms(data, self._step_seed()))
+
+    def _fuses_steps(self):
+        """Whether `fit`/`evaluate` run each execution's steps in one XLA program: with XLA on,
+        several steps per execution, no distribution strategy (replicas use Keras's loop) and no
+        convolutions (XLA's CPU convolutions inside a compiled loop ran 14x slower than one per launch)."""
+        return (
+            not strategies.has_convolutions(self)
+            and self.jit_compile
+            and not self.run_eagerly
+            and isinstance(self.steps_per_execution, int)
+            and self.steps_per_execution > 1
+            and not tf.distribute.has_strategy()
+            and self.distribute_strategy is tf.distribute.get_strategy()
+        )
+
+    def make_train_function(self, force=False):
+        if self.train_function is None or force:
+            if self._fuses_steps():
+                self.train_function = fused_step_function(self.train_step, self.steps_per_execution, self._tracker_results)
+            else:
+                super().make_train_function(force)
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        if self.test_function is None or force:
+            if self._fuses_steps():
+                self.test_function = fused_step_function(self.test_step, self.steps_per_execution, self._tracker_results)
+            else:
+                super().make_test_function(force)
+        return self.test_function
+
+    # fit / evaluate / predict ---------------------------------------------------
+
+    def _as_dataset(self, x, y, batch_size, shuffle):
+        """NumPy inputs as tfvae's gather-by-index pipeline (arrays stay in memory; no per-example work)."""
+        if not _is_array(x):
+            return x, y, batch_size
+        arrays = x if y is None else (x, y)
+        dataset = array_pipeline(arrays, batch_size or DEFAULT_BATCH_SIZE, shuffle=shuffle, seed=self.seed)
+        return dataset, None, None
+
+    def _fit_steps_per_execution_to(self, dataset, steps=None):
+        """Lowers `steps_per_execution` to the steps of one pass over `dataset`, saying so once."""
+        if steps is None and isinstance(dataset, tf.data.Dataset):
+            cardinality = int(dataset.cardinality())
+            steps = cardinality if cardinality > 0 else None
+        if steps is not None and isinstance(self.steps_per_execution, int) and self.steps_per_execution > steps:
+            logger.warning(
+                "steps_per_execution is %d, not %d: an epoch has only %d steps.", steps, self.steps_per_execution, steps
+            )
+            self.steps_per_execution = steps
+            self.train_function = self.test_function = None
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, **kwargs):
+        self.check_data(x, y)
+        validation_x, validation_y = validation_data, None
+        if isinstance(validation_data, (tuple, list)):
+            validation_x, validation_y = validation_data[0], (validation_data[1] if len(validation_data) > 1 else None)
+        self.check_data(validation_x, validation_y, "validation_data")
+        if not validation_split and kwargs.get("sample_weight") is None:
+            if validation_x is not None and _is_array(validation_x):
+                validation_data, _, _ = self._as_dataset(validation_x, validation_y, batch_size, False)
+            x, y, batch_size = self._as_dataset(x, y, batch_size, shuffle)
+        if "steps_per_epoch" in kwargs or isinstance(x, tf.data.Dataset):
+            self._fit_steps_per_execution_to(x, kwargs.get("steps_per_epoch"))
+        return super().fit(
+            x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+            validation_split=validation_split, validation_data=validation_data,
+            shuffle=shuffle and not isinstance(x, tf.data.Dataset), **kwargs,
+        )
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        self.check_data(x, y)
+        if kwargs.get("sample_weight") is None:
+            x, y, batch_size = self._as_dataset(x, y, batch_size, False)
+        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self.check_data(x)
+        return super().predict(x, *args, **kwargs)
+
+    # Batched inference ------------------------------------------------------------
+
+    def _eval_function(self, name, fn):
+        """`fn` as a tf.function, compiled with XLA when the model's XLA setting (or rule) says so."""
+        if name not in self._eval_functions:
+            jit = self._jit_compile if self.compiled else strategies.choose_jit_compile(self)[0]
+            self._eval_functions[name] = tf.function(fn, jit_compile=bool(jit), reduce_retracing=True)
+        return self._eval_functions[name]
+
+    def _map_batches(self, fn, arrays, batch_size, seed, progress=None):
+        """`fn(batch, batch_seed)` over batches of `arrays` (a tuple of equal-length arrays), outputs concatenated.
+
+        Batch seeds derive from `seed` and the batch's position, so results do not
+        depend on `batch_size`'s split of the work order. `progress` names a stage
+        shown with a progress bar in a terminal (one log line elsewhere).
+        """
+        arrays = tuple(_float32_if_floating(a) for a in arrays)
+        total = int(arrays[0].shape[0])
+        base_seed = self._seed(seed)
+        bar = None
+        if progress:
+            logger.info("%s: %d examples.", progress, total)
+            bar = keras.utils.Progbar(total, verbose=1 if sys.stdout.isatty() else 0)
+        outputs = []
+        for start in range(0, total, batch_size):
+            batch = tuple(tf.convert_to_tensor(a[start : start + batch_size]) for a in arrays)
+            outputs.append(fn(*batch, tf.random.experimental.stateless_fold_in(base_seed, start)))
+            if bar is not None:
+                bar.update(min(total, start + batch_size))
+        return tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *outputs)
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+

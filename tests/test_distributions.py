@@ -100,3 +100,21 @@ def test_reparameterized_sample_of_other_posteriors_uses_their_own_sampler():
     posterior = tfd.Independent(tfd.Normal(tf.zeros((4, 3)), 2.0), reinterpreted_batch_ndims=1)
     z = reparameterized_sample(posterior, 5, tf.constant([3, 4]))
     np.testing.assert_array_equal(z, posterior.sample(5, seed=tf.constant([3, 4])))
+
+
+def test_logit_bernoulli_log_prob_equals_tfps_and_scipys():
+    from scipy import stats
+
+    from tfvae.distributions import LogitBernoulli
+
+    rng = np.random.default_rng(0)
+    logits = (rng.normal(size=(3, 4, 5)) * 6).astype(np.float32)
+    binary = (rng.random((3, 4, 5)) < 0.5).astype(np.float32)
+    grey = rng.random((3, 4, 5)).astype(np.float32)
+    for x in (binary, grey):
+        np.testing.assert_allclose(
+            LogitBernoulli(logits=logits, dtype=tf.float32).log_prob(x),
+            tfd.Bernoulli(logits=logits, dtype=tf.float32).log_prob(x), rtol=1e-5, atol=1e-5,
+        )
+    expected = stats.bernoulli.logpmf(binary, 1 / (1 + np.exp(-logits.astype(np.float64))))
+    np.testing.assert_allclose(LogitBernoulli(logits=logits, dtype=tf.float32).log_prob(binary), expected, rtol=1e-4, atol=1e-5)

@@ -59,6 +59,19 @@ class GaussianPosterior(keras.layers.Layer):
         return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
 
 
+class LogitBernoulli(tfd.Bernoulli):
+    """`tfd.Bernoulli` on logits whose log-probability costs one softplus per pixel, not two.
+
+    log p(x) = x·l − softplus(l), equal to TFP's (1−x)·log(1−p) + x·log p for
+    x in [0, 1] and finite logits; the softplus is most of the cost of an
+    importance-sampled evaluation, so this halves its elementwise work.
+    """
+
+    def _log_prob(self, event):
+        logits = self._logits_parameter_no_checks()
+        return tf.cast(event, logits.dtype) * logits - tf.math.softplus(logits)
+
+
 @keras.saving.register_keras_serializable(package="tfvae")
 class BernoulliLikelihood(keras.layers.Layer):
     """p(x|z) = prod over pixels of Bernoulli(sigmoid(logits)); data must lie in [0, 1]."""
@@ -72,7 +85,7 @@ class BernoulliLikelihood(keras.layers.Layer):
     def call(self, logits):  # (..., H, W, C)
         logits = tf.cast(logits, tf.float32)
         return tfd.Independent(
-            tfd.Bernoulli(logits=logits, dtype=tf.float32),
+            LogitBernoulli(logits=logits, dtype=tf.float32),
             reinterpreted_batch_ndims=3,
         )
 

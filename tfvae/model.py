@@ -15,8 +15,9 @@ from tfvae.distributions import standard_normal_prior
 from tfvae.limits import MAX_TENSOR_ELEMENTS, check_count
 from tfvae.validation import check_fit_input, check_images
 
-# Elements (samples x batch x pixels) of one importance-sampling chunk: bounds memory for large K.
-IWAE_CHUNK_ELEMENTS = 2**24
+# Elements (samples x batch x pixels) of one importance-sampling chunk: bounds memory for large K, and at
+# 2**21 (8 MB) ran 1.2x faster under XLA on CPU than at 2**24 (benchmarks/evaluation_throughput.py).
+IWAE_CHUNK_ELEMENTS = 2**21
 
 SAMPLE_MODES = {
     "mean": lambda likelihood, seed: likelihood.mean(),

@@ -29,6 +29,7 @@ setup(
         "numpy>=1.26,<3",
         "click>=8.1,<9",
         "pillow>=10",
+        "matplotlib>=3.7",  # figures (tfvae.plots), imported only when drawing
     ],
     extras_require={
         "test": ["pytest>=8", "scipy>=1.11"],

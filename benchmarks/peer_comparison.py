@@ -68,7 +68,7 @@ def tfvae_worker(data_path, epochs, architecture, jit_compile):
         def on_epoch_end(self, epoch, logs=None):
             seconds.append(time.perf_counter() - self.start)
 
-    history = vae.fit(x, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[EpochTimes()])
+    history = vae.fit(x, batch_size=BATCH, epochs=int(epochs), verbose=0, callbacks=[EpochTimes()])
     steps = -(-len(x) // BATCH)
     rate = len(x) / statistics.median(seconds[1:])
     print(json.dumps({"examples_per_second": rate, "loss": history.history["loss"][-1], "steps": steps,

@@ -28,11 +28,11 @@ def main():
 
     import tfvae
     from tfvae.data import load_dataset
-    from tfvae.evaluation import active_units, collect_images
+    from tfvae.evaluation import active_units, collect
 
     split, epochs, k = ("train[:20000]", 2, 500) if args.quick else ("train", args.epochs, args.k)
     train = load_dataset("fashion_mnist", split=split, batch_size=128, download=False, drop_remainder=True)
-    test = collect_images(load_dataset("fashion_mnist", split="test", binarize="static", shuffle=False, download=False))
+    test = collect(load_dataset("fashion_mnist", split="test", binarize="static", shuffle=False, download=False))[0]
     rows = []
     for architecture in ("mlp", "conv"):
         keras.utils.set_random_seed(0)

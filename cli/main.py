@@ -12,6 +12,7 @@ import click
 
 from tfvae._version import __version__
 from tfvae.limits import MAX_GRID_IMAGES, MAX_LATENT_DIM
+from tfvae.names import GRADIENT_ESTIMATORS, MODELS, OBJECTIVES
 from tfvae.precision import PRECISIONS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -82,6 +83,10 @@ def main():
 
 @main.command(context_settings=CONTEXT)
 @data_options
+@click.option("--model", type=click.Choice(MODELS), default="vae", help="; ".join(f"{k}: {v}" for k, v in MODELS.items()) + ".")
+@click.option("--labeled-examples", type=click.IntRange(min=1),
+              help="Semi-supervised: labels kept from the training split (class-balanced, chosen by --seed) [default: all].")
+@click.option("--alpha", type=click.FloatRange(min=0), default=0.1, help="Semi-supervised: weight of the classification loss.")
 @click.option("--train-split", default="train", help="TFDS split syntax, e.g. 'train[:90%]'.")
 @click.option("--eval-split", default="test", help="Held-out split for validation and final metrics.")
 @click.option("--binarize", type=click.Choice(["dynamic", "static", "none"]), default="dynamic", help="Pixel binarization of the training data (evaluation uses a fixed seed).")
@@ -90,7 +95,10 @@ def main():
 @click.option("--likelihood", type=click.Choice(["bernoulli", "gaussian"]), default="bernoulli")
 @click.option("--gaussian-scale", default="0.1", help="σ of a Gaussian likelihood, or 'learned'.")
 @click.option("--kl", type=click.Choice(["analytic", "monte_carlo"]), default="analytic")
-@click.option("--num-samples", type=click.IntRange(min=1), default=1, help="Latent samples per example (L).")
+@click.option("--num-samples", type=click.IntRange(min=1), default=1, help="Latent samples per example (L, or K for iwae).")
+@click.option("--objective", type=click.Choice(OBJECTIVES), default="elbo", help="The bound to maximize.")
+@click.option("--gradient-estimator", type=click.Choice(GRADIENT_ESTIMATORS), default="reparameterization",
+              help="How the bound's gradient is estimated.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, help="The global batch size.")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3)
@@ -138,16 +146,18 @@ def _positive_float(text):
 
 
 def _format_metrics(metrics):
-    order = ("elbo", "reconstruction", "kl", "log_likelihood", "active_units")
+    order = ("elbo", "reconstruction", "kl", "log_likelihood", "accuracy", "active_units")
     return "  ".join(f"{key}={metrics[key]:.2f}" if isinstance(metrics[key], float) else f"{key}={metrics[key]}" for key in order if key in metrics)
 
 
-def _held_out_images(dataset, split, data_dir, no_download, limit=None):
+def _held_out(vae, dataset, split, data_dir, no_download, limit=None):
+    """(images, labels) of a held-out split; labels (None otherwise) when `vae` is conditional."""
     from tfvae.data import load_dataset
-    from tfvae.evaluation import collect_images
+    from tfvae.evaluation import collect
 
-    data = load_dataset(dataset, split=split, data_dir=data_dir, download=not no_download, binarize="static", shuffle=False, batch_size=500)
-    return collect_images(data, limit)
+    data = load_dataset(dataset, split=split, data_dir=data_dir, download=not no_download, binarize="static", shuffle=False,
+                        batch_size=500, with_labels=vae.conditional)
+    return collect(data, limit)
 
 
 @main.command(context_settings=CONTEXT)
@@ -166,7 +176,9 @@ def evaluate(model, dataset, data_dir, no_download, split, log_likelihood_sample
     from tfvae.checkpoints import load_model
     from tfvae.evaluation import evaluate as run
 
-    metrics = run(load_model(model), _held_out_images(dataset, split, data_dir, no_download), log_likelihood_samples, seed)
+    vae = load_model(model)
+    images, labels = _held_out(vae, dataset, split, data_dir, no_download)
+    metrics = run(vae, images, log_likelihood_samples, seed, labels=labels)
     click.echo(json.dumps(metrics, indent=2) if as_json else _format_metrics(metrics))
 
 
@@ -174,14 +186,15 @@ def evaluate(model, dataset, data_dir, no_download, split, log_likelihood_sample
 @click.argument("model", type=click.Path(exists=True))
 @click.option("-n", "--num-images", type=click.IntRange(1, MAX_GRID_IMAGES), default=64)
 @click.option("--seed", type=int, default=0)
+@click.option("--label", type=click.IntRange(min=0), help="Conditional models: generate this class only [default: one row per class].")
 @click.option("--out", type=click.Path(dir_okay=False), default="samples.png")
 @user_errors
-def sample(model, num_images, seed, out):
+def sample(model, num_images, seed, label, out):
     """Save a grid of images generated from MODEL's prior."""
     from tfvae.checkpoints import load_model
     from tfvae.images import save_samples
 
-    click.echo(f"Wrote {save_samples(load_model(model), out, n=num_images, seed=seed)}")
+    click.echo(f"Wrote {save_samples(load_model(model), out, n=num_images, seed=seed, label=label)}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -196,8 +209,9 @@ def reconstruct(model, dataset, data_dir, no_download, split, num_images, out):
     from tfvae.checkpoints import load_model
     from tfvae.images import save_reconstructions
 
-    held_out = _held_out_images(dataset, split, data_dir, no_download, limit=num_images)
-    click.echo(f"Wrote {save_reconstructions(load_model(model), held_out, out)}")
+    vae = load_model(model)
+    held_out, labels = _held_out(vae, dataset, split, data_dir, no_download, limit=num_images)
+    click.echo(f"Wrote {save_reconstructions(vae, held_out, out, labels=labels)}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -219,6 +233,39 @@ def export(model, export_dir, version):
         dataset=run_config and run_config.get("dataset"),
     )
     click.echo(f"Exported {path}")
+
+
+@main.command("gradient-variance", context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True))
+@data_options
+@click.option("--split", default="test")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=32, help="Examples in the minibatch whose gradient is drawn.")
+@click.option("--num-draws", type=click.IntRange(2, 10000), default=100, help="Gradient draws per estimator.")
+@click.option("--estimator", "estimators", type=click.Choice(GRADIENT_ESTIMATORS), multiple=True,
+              help="Repeat to choose [default: every estimator that applies to the model's objective].")
+@click.option("--seed", type=int, default=0)
+@click.option("--out", type=click.Path(dir_okay=False), default="gradient_variance.png", help="Bar chart (log scale).")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@user_errors
+def gradient_variance(model, dataset, data_dir, no_download, split, batch_size, num_draws, estimators, seed, out, as_json):
+    """Variance and signal-to-noise ratio of each gradient estimator on MODEL (a run directory or .keras file)."""
+    from tfvae import plots
+    from tfvae.checkpoints import load_model
+    from tfvae.diagnostics import gradient_variance as measure
+    from tfvae.objectives import OBJECTIVES as APPLICABLE
+
+    vae = load_model(model)
+    images, labels = _held_out(vae, dataset, split, data_dir, no_download, limit=batch_size)
+    results = measure(vae, images, labels=labels, gradient_estimators=estimators or APPLICABLE[vae.objective], num_draws=num_draws, seed=seed)
+    plots.save(plots.gradient_variance_chart(results, f"Gradient variance, {vae.objective} with K={vae.num_samples}"), out)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        click.echo(f"{'estimator':24} {'encoder variance':>17} {'decoder variance':>17} {'encoder SNR':>12} {'decoder SNR':>12}")
+        for name, row in results.items():
+            click.echo(f"{name:24} {row['encoder_variance']:17.4g} {row['decoder_variance']:17.4g} "
+                       f"{row['encoder_snr']:12.4g} {row['decoder_snr']:12.4g}")
+    click.echo(f"Wrote {out}", err=as_json)
 
 
 @main.command(context_settings=CONTEXT)

@@ -30,3 +30,14 @@ def binarized_mnist(mnist_test_images):
     rng = np.random.default_rng(0)
     binary = (rng.random(mnist_test_images.shape) < mnist_test_images).astype(np.float32)
     return binary[:8000], binary[8000:]
+
+
+@pytest.fixture(scope="session")
+def mnist_test_labels():
+    """The real MNIST test labels, int64 (10000,)."""
+    from tfvae.data.idx import read_idx
+
+    path = MNIST_DIR / "t10k-labels-idx1-ubyte.gz"
+    if not path.exists():
+        pytest.fail(f"The MNIST test labels are expected at {MNIST_DIR}.")
+    return read_idx(path).astype(np.int64)

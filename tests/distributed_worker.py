@@ -43,7 +43,7 @@ def mirrored_step(out_path):
     reference.set_weights(vae.get_weights())
     with tf.GradientTape() as tape:
         halves = [
-            reference.compute_elbo_terms(x[4 * r : 4 * (r + 1)], tf.random.experimental.stateless_fold_in(step_seed, r))["loss"]
+            reference.objective_terms(x[4 * r : 4 * (r + 1)], tf.random.experimental.stateless_fold_in(step_seed, r))["loss"]
             for r in range(2)
         ]
         loss = tf.reduce_mean(tf.concat(halves, 0))
@@ -64,9 +64,9 @@ def mirrored_fit(mnist_dir, out_path):
     from tfvae.data import load_dataset
 
     train = load_dataset("mnist", split="test[:4096]", data_dir=mnist_dir, batch_size=128, drop_remainder=True)
-    held_out = tfvae.evaluation.collect_images(
+    held_out = tfvae.evaluation.collect(
         load_dataset("mnist", split="test[8000:]", data_dir=mnist_dir, binarize="static", shuffle=False)
-    )
+    )[0]
     results = {}
     for name in ("one-device", "mirrored"):
         keras.utils.set_random_seed(SEED)

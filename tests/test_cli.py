@@ -81,7 +81,7 @@ def test_train_evaluate_sample_reconstruct_export_on_mnist(tmp_path):
 
     result = invoke("evaluate", run, *MNIST, "--split", "test[8000:]", "--log-likelihood-samples", "100", "--json")
     assert result.exit_code == 0, result.output
-    evaluated = json.loads(result.output)
+    evaluated = json.loads(result.stdout)  # log lines go to stderr
     assert evaluated["num_examples"] == 2000 and abs(evaluated["elbo"] - metrics["elbo"]) < 1e-3
     assert invoke("sample", run, "-n", 16, "--out", tmp_path / "grid.png").exit_code == 0
     assert invoke("reconstruct", run, *MNIST, "-n", 8, "--out", tmp_path / "recon.png").exit_code == 0

@@ -116,7 +116,7 @@ def test_two_workers_train_to_identical_weights_and_the_chief_writes(tmp_path):
     for variable, key in zip(restored.trainable_weights, chief.files):
         np.testing.assert_array_equal(variable.numpy(), chief[key])
     log = cluster.log(0, "a")
-    assert "XLA is off" in log and "steps_per_execution is 1, not 16" in log and "32/32" in log  # 4096 examples / global batch 128, shared by both workers
+    assert "XLA off: MultiWorkerMirroredStrategy with 2 replicas on CPU devices" in log and "steps_per_execution is 1, not 16" in log and "32/32" in log  # 4096 examples / global batch 128, shared by both workers
 
 
 def test_a_killed_worker_restarts_and_the_run_continues_from_the_backup(tmp_path):

@@ -171,9 +171,15 @@ def test_an_editable_install_gives_a_working_command(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     subprocess.run([*pip, "wheel", "setuptools>=64"], check=True)
-    # Dependencies come from this environment (PYTHONPATH below), so only the package itself is installed.
+    # Only the package itself is installed; its dependencies come from this environment (PYTHONPATH below).
     subprocess.run([*pip, "--no-deps", "--no-build-isolation", "-e", str(REPO)], check=True, cwd=tmp_path)
-    env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    # Dependencies come from this environment, less any installed tfvae, which would shadow the editable one.
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for entry in pathlib.Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.startswith(("tfvae", "__editable__")):
+            (deps / entry.name).symlink_to(entry)
+    env = {**os.environ, "PYTHONPATH": str(deps)}
     result = subprocess.run([str(venv / "bin" / "tfvae"), "--help"], capture_output=True, text=True, env=env, cwd=tmp_path,
                             check=False)
     assert result.returncode == 0, result.stderr

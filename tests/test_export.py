@@ -68,7 +68,7 @@ def test_fresh_tensorflow_only_process_serves_every_signature(exported, tmp_path
     out = dict(np.load(tmp_path / "out.npz"))
 
     posterior, likelihood = vae.encode(images), vae.decode(z)
-    terms = vae.compute_elbo_terms(images, tf.constant(SERVING_ELBO_SEED, tf.int32))
+    terms = vae.objective_terms(images, tf.constant(SERVING_ELBO_SEED, tf.int32))
     expected = {
         "serving_default/reconstruction": vae.reconstruct(images),
         "reconstruct/reconstruction": vae.reconstruct(images),

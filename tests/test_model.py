@@ -58,7 +58,7 @@ def test_gradients_reach_every_weight_through_the_reparameterized_sample(binariz
     train, _ = binarized_mnist
     vae = small_vae(seed=2)
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(vae.compute_elbo_terms(train[:16], tf.constant([1, 2]))["loss"])
+        loss = tf.reduce_mean(vae.objective_terms(train[:16], tf.constant([1, 2]))["loss"])
     gradients = tape.gradient(loss, vae.trainable_variables)
     network_variables = vae.encoder.trainable_variables + vae.decoder.trainable_variables
     assert {id(v) for v in vae.trainable_variables} == {id(v) for v in network_variables}
@@ -66,7 +66,7 @@ def test_gradients_reach_every_weight_through_the_reparameterized_sample(binariz
         assert gradient is not None and float(tf.reduce_max(tf.abs(gradient))) > 0, variable.path
     # The reconstruction term alone must also reach the encoder's scale: only the sample z depends on it.
     with tf.GradientTape() as tape:
-        reconstruction = tf.reduce_mean(vae.compute_elbo_terms(train[:16], tf.constant([1, 2]))["reconstruction"])
+        reconstruction = tf.reduce_mean(vae.objective_terms(train[:16], tf.constant([1, 2]))["reconstruction"])
     kernel = vae.encoder.to_params.kernel
     gradient = tape.gradient(reconstruction, kernel).numpy()
     assert np.abs(gradient[:, vae.latent_dim :]).max() > 0

@@ -10,7 +10,7 @@ tfd = tfp.distributions
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
 @pytest.mark.parametrize("image_shape", [(28, 28, 1), (5, 7, 3), (9, 4, 2)])
 def test_encoder_and_decoder_shapes(architecture, image_shape):
-    make_encoder, make_decoder = networks.networks_for(architecture)
+    make_encoder, make_decoder, _ = networks.networks_for(architecture)
     encoder, decoder = make_encoder(image_shape, 2), make_decoder(image_shape, 2)
     x = np.random.default_rng(0).random((3, *image_shape)).astype(np.float32)
     posterior = encoder(x)

@@ -10,6 +10,8 @@ from tfvae._version import __version__
 
 _LAZY_ATTRIBUTES = {
     "VAE": ("tfvae.model", "VAE"),
+    "ConditionalVAE": ("tfvae.conditional", "ConditionalVAE"),
+    "SemiSupervisedVAE": ("tfvae.semi_supervised", "SemiSupervisedVAE"),
     "KLWarmup": ("tfvae.callbacks", "KLWarmup"),
     "load_model": ("tfvae.checkpoints", "load_model"),
 }
@@ -17,12 +19,17 @@ _LAZY_ATTRIBUTES = {
 __all__ = [  # noqa: RUF022 -- grouped: version, classes, submodules
     "__version__",
     "VAE",
+    "ConditionalVAE",
+    "SemiSupervisedVAE",
     "KLWarmup",
     "load_model",
     "allocator",
+    "base_model",
     "callbacks",
     "checkpoints",
+    "conditional",
     "data",
+    "diagnostics",
     "distributions",
     "errors",
     "evaluation",
@@ -30,9 +37,13 @@ __all__ = [  # noqa: RUF022 -- grouped: version, classes, submodules
     "images",
     "limits",
     "model",
+    "names",
     "networks",
     "objectives",
+    "plots",
+    "precision",
     "run_directory",
+    "semi_supervised",
     "strategies",
     "training",
 ]

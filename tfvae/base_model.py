@@ -63,7 +63,7 @@ class BaseVAE(keras.Model):
 
     # What subclasses define -----------------------------------------------------
 
-    def compute_terms(self, data, seed):
+    def compute_terms(self, data, seed, training=False):
         """Per-example terms of one batch `data` (as `fit` yields it): a dict of (B,) tensors.
 
         "loss" is minimized (its gradient is the chosen estimator's); a term may
@@ -92,6 +92,7 @@ class BaseVAE(keras.Model):
     def configure_execution(self, jit_compile="auto", steps_per_execution=DEFAULT_STEPS_PER_EXECUTION):
         """Sets XLA and steps per execution for the current strategy (also after loading a checkpoint)."""
         check_count("steps_per_execution", steps_per_execution)
+        self._requested_execution = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
         strategy = tf.distribute.get_strategy()
         jit, reason = strategies.choose_jit_compile(self, strategy, jit_compile)
         logger.info("XLA %s: %s.", "on" if jit else "off", reason)
@@ -99,6 +100,11 @@ class BaseVAE(keras.Model):
         self.steps_per_execution = strategies.resolve_steps_per_execution(steps_per_execution, strategy)
         self.train_function = self.test_function = self.predict_function = None
         self._eval_functions = {}
+
+    def get_compile_config(self):
+        """Keras's compile config with the settings asked for ("auto" stays "auto"), so a loaded model runs as fast."""
+        config = super().get_compile_config()
+        return {**config, **self._requested_execution} if config else config
 
     def compile_from_config(self, config):
         """Restores the compiled state (optimizer included) when a saved model is loaded."""
@@ -154,7 +160,7 @@ class BaseVAE(keras.Model):
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            terms = self.compute_terms(data, self._step_seed())
+            terms = self.compute_terms(data, self._step_seed(), training=True)
             # Gradients are summed over replicas, so each replica's mean loss is
             # scaled to make the total equal the single-device gradient.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync

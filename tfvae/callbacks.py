@@ -42,24 +42,26 @@ class DivergenceGuard(keras.callbacks.Callback):
     finite while growing `EXPLOSION_FACTOR` times past its value at the start (a
     learning rate far too large), and keeps the reason in `message` so the
     training API can raise it instead of returning, checkpointing or exporting a
-    broken model. The start is the -ELBO of `reference_images` before training,
-    or else the first loss `fit` reports (with several steps per execution, a
+    broken model. The start is the model's loss on `reference_batch` (a training
+    batch, with its labels where the model takes them) before training, or else
+    the first loss `fit` reports (with several steps per execution, a
     loss that explodes within the first execution is only caught against the former).
     """
 
     # A VAE's loss falls as it trains; growing 100-fold past its starting value is divergence.
     EXPLOSION_FACTOR = 100.0
 
-    def __init__(self, learned_scale=False, reference_images=None):
+    def __init__(self, learned_scale=False, reference_batch=None):
         super().__init__()
         self.learned_scale = learned_scale
-        self.reference_images = reference_images
+        self.reference_batch = reference_batch
         self.message = None
         self.reference = None
 
     def on_train_begin(self, logs=None):
-        if self.reference_images is not None:
-            self.reference = -float(np.mean(self.model.elbo(self.reference_images)))
+        if self.reference_batch is not None:
+            terms = self.model.compute_terms(self.reference_batch, self.model._seed(0))
+            self.reference = float(np.mean(terms["loss"]))
 
     def _advice(self):
         advice = "Lower the learning rate (e.g. --learning-rate 1e-4) or check the data for NaN or infinite values"

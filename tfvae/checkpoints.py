@@ -82,7 +82,8 @@ def latest_checkpoint(directory):
 
 
 def _load_keras_file(path):
-    from tfvae.model import VAE as BaseVAE  # registers tfvae's classes with Keras
+    from tfvae import conditional, model, semi_supervised  # noqa: F401 -- registers tfvae's classes with Keras
+    from tfvae.base_model import BaseVAE
 
     try:
         model = keras.models.load_model(path)

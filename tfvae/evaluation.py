@@ -1,4 +1,4 @@
-"""Held-out evaluation: ELBO terms, importance-sampled log-likelihood and active units."""
+"""Held-out evaluation: ELBO terms, importance-sampled log-likelihood, active units, and accuracy where a model classifies."""
 
 import numpy as np
 import tensorflow as tf
@@ -8,42 +8,52 @@ import tensorflow as tf
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 
-def collect_images(dataset, limit=None):
-    """Concatenates the image batches of a `tf.data` dataset (labels dropped) into one array."""
-    batches, total = [], 0
+def collect(dataset, limit=None):
+    """(images, labels) concatenated from the batches of a `tf.data` dataset; labels are None for image-only data."""
+    images, labels, total = [], [], 0
     for batch in dataset:
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        batches.append(images.numpy())
-        total += len(batches[-1])
+        batch_images, batch_labels = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        images.append(batch_images.numpy())
+        if batch_labels is not None:
+            labels.append(batch_labels.numpy())
+        total += len(images[-1])
         if limit is not None and total >= limit:
             break
-    return np.concatenate(batches)[:limit]
+    return np.concatenate(images)[:limit], (np.concatenate(labels)[:limit] if labels else None)
 
 
-def active_units(vae, images, threshold=ACTIVE_UNIT_THRESHOLD):
+def active_units(vae, images, threshold=ACTIVE_UNIT_THRESHOLD, labels=None):
     """The number of latent dimensions whose posterior mean has variance > `threshold` over `images`."""
-    means = tf.concat(
-        [vae.encode(images[start : start + 1000]).mean() for start in range(0, len(images), 1000)], 0
-    )
+    means = tf.concat([
+        vae.encode(images[start : start + 1000], *([] if labels is None else [labels[start : start + 1000]])).mean()
+        for start in range(0, len(images), 1000)
+    ], 0)
     return int(np.sum(np.var(means.numpy(), axis=0) > threshold))
 
 
-def evaluate(vae, images, log_likelihood_samples=1000, seed=0):
+def evaluate(vae, images, log_likelihood_samples=1000, seed=0, labels=None):
     """Mean held-out `elbo`, `reconstruction`, `kl`, `log_likelihood` (nats per example) and `active_units`.
 
-    `log_likelihood_samples` = 0 skips the importance-sampled estimate, the
-    long stage, which shows a progress bar in a terminal and a log line elsewhere.
+    Conditional models are evaluated given the true `labels` (log p(x|y));
+    semi-supervised ones add the classifier's `accuracy`. `log_likelihood_samples`
+    = 0 skips the importance-sampled estimate, the long stage, which shows a
+    progress bar in a terminal and a log line elsewhere.
     """
-    terms = vae.elbo_terms(images, seed=seed)
+    labels = labels if vae.conditional else None
+    if vae.conditional and labels is None:
+        raise ValueError("This model is conditional: evaluate it on labelled data (images and their labels).")
+    terms = vae.elbo_terms(images, seed=seed, labels=labels)
     metrics = {name: float(np.mean(values)) for name, values in terms.items()}
     if log_likelihood_samples:
         estimate = vae.log_likelihood(
-            images, num_samples=log_likelihood_samples, seed=seed,
+            images, num_samples=log_likelihood_samples, seed=seed, labels=labels,
             progress=f"Importance-sampled log p(x), K={log_likelihood_samples}",
         )
         metrics["log_likelihood"] = float(np.mean(estimate))
         metrics["log_likelihood_samples"] = log_likelihood_samples
-    metrics["active_units"] = active_units(vae, images)
+    if hasattr(vae, "classify"):
+        metrics["accuracy"] = vae.accuracy(images, labels)
+    metrics["active_units"] = active_units(vae, images, labels=labels)
     metrics["latent_dim"] = vae.latent_dim
     metrics["num_examples"] = len(images)
     return metrics

@@ -6,6 +6,9 @@ Signatures (all return dicts of float32 tensors, batch dimension None):
   decode: z -> mean (and logits for a Bernoulli likelihood)
   sample: count, seed -> images (the same seed gives the same images)
   elbo:   images -> elbo, reconstruction, kl (nats; noise from a fixed seed, so answers repeat)
+Conditional models add `labels` (int32, one per example) to every input but
+`sample`, which takes labels, seed -> one image per label; semi-supervised
+models add classify: images -> probabilities (q(y|x), one column per class).
 """
 
 import json
@@ -32,41 +35,52 @@ EXTRA_DIR = "assets.extra"  # TF Serving's folder for files that travel with a S
 
 
 def serving_functions(vae):
-    """{signature name: (function, input specs)} for `vae`: the single definition of what is served."""
+    """{signature name: (function, input specs)} for `vae`: the single definition of what is served.
+
+    Conditional models take `labels` (int32, one per example) wherever their
+    networks need them; their `sample` draws one image per label.
+    Semi-supervised models add `classify`.
+    """
     image_spec = tf.TensorSpec((None, *vae.image_shape), tf.float32, name="images")
     latent_spec = tf.TensorSpec((None, vae.latent_dim), tf.float32, name="z")
+    label_specs = [tf.TensorSpec((None,), tf.int32, name="labels")] if vae.conditional else []
     bernoulli = isinstance(vae.decoder.likelihood, BernoulliLikelihood)
 
-    def reconstruct(images):
-        return {"reconstruction": vae(images)}
+    def reconstruct(images, *labels):
+        return {"reconstruction": vae._decoder_for(*labels)(vae._posterior(images, *labels).mean()).mean()}
 
-    def encode(images):
-        posterior = vae.encoder(images)
+    def encode(images, *labels):
+        posterior = vae._posterior(images, *labels)
         return {"loc": posterior.mean(), "scale": posterior.stddev()}
 
-    def decode(z):
-        likelihood = vae.decoder(z)
+    def decode(z, *labels):
+        likelihood = vae._decoder_for(*labels)(z)
         outputs = {"mean": likelihood.mean()}
         if bernoulli:
             outputs["logits"] = likelihood.distribution.logits
         return outputs
 
-    def sample(count, seed):
-        return {"images": vae.sample(count, seed=seed)}
-
-    def elbo(images):
-        terms = vae.compute_elbo_terms(images, tf.constant(SERVING_ELBO_SEED, tf.int32))
+    def elbo(images, *labels):
+        terms = vae.objective_terms(images, tf.constant(SERVING_ELBO_SEED, tf.int32), *labels)
         return {key: terms[key] for key in ("elbo", "reconstruction", "kl")}
 
     scalar = lambda name: tf.TensorSpec((), tf.int32, name=name)
-    return {
-        "serving_default": (reconstruct, [image_spec]),
-        "reconstruct": (reconstruct, [image_spec]),
-        "encode": (encode, [image_spec]),
-        "decode": (decode, [latent_spec]),
-        "sample": (sample, [scalar("count"), scalar("seed")]),
-        "elbo": (elbo, [image_spec]),
+    if vae.conditional:
+        sample = (lambda labels, seed: {"images": vae.sample(tf.size(labels), seed=seed, labels=labels)},
+                  [*label_specs, scalar("seed")])
+    else:
+        sample = (lambda count, seed: {"images": vae.sample(count, seed=seed)}, [scalar("count"), scalar("seed")])
+    functions = {
+        "serving_default": (reconstruct, [image_spec, *label_specs]),
+        "reconstruct": (reconstruct, [image_spec, *label_specs]),
+        "encode": (encode, [image_spec, *label_specs]),
+        "decode": (decode, [latent_spec, *label_specs]),
+        "sample": sample,
+        "elbo": (elbo, [image_spec, *label_specs]),
     }
+    if hasattr(vae, "classify"):
+        functions["classify"] = (lambda images: {"probabilities": vae.classifier(images).probs_parameter()}, [image_spec])
+    return functions
 
 
 def next_version(model_dir):
@@ -129,6 +143,11 @@ def _write_saved_model(vae, path, run_config, dataset):
         "image_shape": list(vae.image_shape),
         "latent_dim": vae.latent_dim,
         "likelihood": type(vae.decoder.likelihood).__name__,
+        "objective": vae.objective,
+        "gradient_estimator": vae.gradient_estimator,
+        "num_samples": vae.num_samples,
+        "model": type(vae).__name__,
+        "num_classes": vae.num_classes if vae.conditional else 0,
         "dataset": dataset,
         "signatures": sorted(serving_functions(vae)),
     }

@@ -29,10 +29,15 @@ SAMPLE_MODES = {
 class VAE(BaseVAE):
     """Variational Autoencoder (Kingma & Welling, 2013) with prior p(z) = N(0, I).
 
-    Training maximizes ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)) with
-    `num_samples` reparameterized draws z = μ + σ·ε per example. `beta`
-    weighs the KL term (a non-trainable variable, so callbacks such as
-    `KLWarmup` can anneal it); `kl` is "analytic" or "monte_carlo".
+    Training maximizes `objective` with `num_samples` (K) draws z ~ q(z|x) per
+    example: "elbo", E_q[log p(x|z)] - KL(q(z|x) || p(z)) (the default), or
+    "iwae", the importance-weighted bound log (1/K) Σ_k p(x, z_k)/q(z_k|x)
+    (Burda et al. 2015). `gradient_estimator` ("reparameterization", the
+    default z = μ + σ·ε; "score_function"; "doubly_reparameterized"; "vimco")
+    says how its gradient is estimated (see `tfvae.objectives`). `beta` weighs
+    the KL term (a non-trainable variable, so callbacks such as `KLWarmup` can
+    anneal it); `kl` is "analytic" or "monte_carlo". `fit` reports `loss`
+    (= −bound when β = 1), `reconstruction`, `kl` and `elbo`, in nats per example.
 
     #### Example
     ```python
@@ -42,7 +47,20 @@ class VAE(BaseVAE):
     ```
     """
 
-    def __init__(self, encoder, decoder, beta=1.0, kl="analytic", num_samples=1, seed=None, **kwargs):
+    conditional = False  # whether every batch and call carries labels
+
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        beta=1.0,
+        kl="analytic",
+        num_samples=1,
+        objective="elbo",
+        gradient_estimator="reparameterization",
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(seed=seed, **kwargs)
         if encoder.latent_dim != decoder.latent_dim:
             raise ValueError(
@@ -61,9 +79,14 @@ class VAE(BaseVAE):
         self.decoder = decoder
         self.kl = objectives.check_kl(kl)
         self.num_samples = num_samples
+        self.objective, self.gradient_estimator = objectives.check_objective(objective, gradient_estimator, num_samples)
         self.initial_beta = float(beta)
         self.beta = keras.Variable(float(beta), trainable=False, name="beta", dtype="float32")
+        if self.gradient_estimator == "score_function":
+            # Running mean of the learning signal, the score-function estimator's control variate.
+            self.baseline = keras.Variable(0.0, trainable=False, name="baseline", dtype="float32", aggregation="mean")
         self.build((None, *self.image_shape))
+        objectives.check_reparameterizable(self._posterior(tf.zeros((1, *self.image_shape))), self.gradient_estimator)
 
     @classmethod
     def for_images(
@@ -79,7 +102,7 @@ class VAE(BaseVAE):
 
         `gaussian_scale` (a float σ, or "learned") applies to `likelihood="gaussian"` only.
         """
-        make_encoder, make_decoder = networks.networks_for(architecture)
+        make_encoder, make_decoder, _ = networks.networks_for(architecture)
         likelihood_options = {"scale": gaussian_scale} if likelihood == "gaussian" else {}
         return cls(
             make_encoder(input_shape, latent_dim),
@@ -112,25 +135,48 @@ class VAE(BaseVAE):
     def prior(self):
         return standard_normal_prior(self.latent_dim)
 
-    def compute_elbo_terms(self, images, seed, num_samples=None):
-        """Per-example loss, reconstruction, kl and elbo (nats) for a batch of images."""
-        return objectives.elbo_terms(
+    def _posterior(self, images, condition=None):
+        """q(z|x) for a batch; conditional models pass their labels on."""
+        return self.encoder(images)
+
+    def _decoder_for(self, condition=None):
+        """z -> p(x|z): the decoder, bound to the batch's labels in conditional models."""
+        return self.decoder
+
+    def objective_terms(self, images, seed, condition=None, num_samples=None, objective=None, gradient_estimator=None):
+        """Per-example terms (`tfvae.objectives.bound_terms`) of the training objective, or of another one."""
+        gradient_estimator = gradient_estimator or self.gradient_estimator
+        return objectives.bound_terms(
             images,
-            self.encoder,
-            self.decoder,
+            self._posterior(images, condition),
+            self._decoder_for(condition),
             self.prior(),
             seed,
+            objective=objective or self.objective,
+            gradient_estimator=gradient_estimator,
             num_samples=num_samples or self.num_samples,
             kl=self.kl,
             beta=self.beta,
+            baseline=self.baseline if self.gradient_estimator == "score_function" else 0.0,
         )
 
-    def compute_terms(self, data, seed):
-        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self.compute_elbo_terms(images, seed)
+    def compute_terms(self, data, seed, training=False):
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        condition = labels if self.conditional else None
+        return self._updating_baseline(self.objective_terms(images, seed, condition), training)
+
+    def _updating_baseline(self, terms, training):
+        if training and self.gradient_estimator == "score_function":
+            self.baseline.assign(objectives.updated_baseline(self.baseline, terms["signal"]))
+        return terms
 
     def check_data(self, x, y=None, name="x"):
         check_fit_input(x, self.image_shape, self.data_support, name)
+
+    def _condition(self, labels, count):
+        """`labels` checked for `count` examples, as the networks take them; None for an unconditional model."""
+        if labels is not None:
+            raise ValueError("This VAE is unconditional and takes no labels. Use tfvae.ConditionalVAE to condition on labels.")
 
     # Inference ----------------------------------------------------------------
 
@@ -142,56 +188,69 @@ class VAE(BaseVAE):
         check_images(images, self.image_shape, self.data_support)
         return tf.convert_to_tensor(images, tf.float32)
 
-    def encode(self, images):
-        """The approximate posterior q(z|x), a `tfd.MultivariateNormalDiag` with batch shape (B,)."""
-        return self.encoder(self._checked(images))
+    def encode(self, images, labels=None):
+        """The approximate posterior q(z|x) (q(z|x, y) with labels), a `tfd.MultivariateNormalDiag`, batch shape (B,)."""
+        images = self._checked(images)
+        return self._posterior(images, self._condition(labels, images.shape[0]))
 
-    def decode(self, z):
-        """The likelihood p(x|z) for latent codes z of shape (..., latent_dim)."""
+    def decode(self, z, labels=None):
+        """The likelihood p(x|z) (p(x|z, y) with labels) for latent codes z of shape (..., latent_dim)."""
         z = tf.convert_to_tensor(z, tf.float32)
         if z.shape.rank is None or z.shape.rank < 1 or z.shape[-1] != self.latent_dim:
             raise ValueError(
                 f"Expected latent codes of shape (..., {self.latent_dim}). Received: shape={tuple(z.shape)}"
             )
-        return self.decoder(z)
+        return self._decoder_for(self._condition(labels, z.shape[-2] if z.shape.rank > 1 else None))(z)
 
-    def reconstruct(self, images):
-        """Reconstruction means for a batch of images (same as `call`)."""
-        return self(self._checked(images))
+    def reconstruct(self, images, labels=None):
+        """Reconstruction means E[x | z = posterior mean] for a batch of images."""
+        images = self._checked(images)
+        condition = self._condition(labels, images.shape[0])
+        return self._decoder_for(condition)(self._posterior(images, condition).mean()).mean()
 
-    def sample(self, n, seed=None, mode="mean"):
+    def sample(self, n, seed=None, mode="mean", labels=None):
         """`n` images generated from the prior: the likelihood's mean, or a draw with mode="sample".
 
+        Conditional models take `labels` (one class for all, or one per image).
         `n` and `seed` may be int tensors (as in the exported `sample` signature).
         """
         if not tf.is_tensor(n):
             check_count("n", n, maximum=MAX_TENSOR_ELEMENTS // math.prod(self.image_shape))
         if mode not in SAMPLE_MODES:
             raise ValueError(f"Unknown mode {mode!r}. Expected one of {sorted(SAMPLE_MODES)}.")
+        condition = self._condition(labels, n)
         prior_seed, likelihood_seed = tf.unstack(
             tf.random.experimental.stateless_split(self._seed(seed), 2)
         )
         z = self.prior().sample(n, seed=prior_seed)
-        return SAMPLE_MODES[mode](self.decoder(z), likelihood_seed)
+        return SAMPLE_MODES[mode](self._decoder_for(condition)(z), likelihood_seed)
 
-    def elbo_terms(self, images, num_samples=None, batch_size=256, seed=None):
+    def _data_arrays(self, images, labels):
+        """(images,) or (images, labels): what batched inference maps over, checked."""
+        check_images(images, self.image_shape, self.data_support)
+        condition = self._condition(labels, len(images))
+        return (images,) if condition is None else (images, condition)
+
+    def elbo_terms(self, images, num_samples=None, batch_size=256, seed=None, labels=None):
         """Per-example `elbo`, `reconstruction` and `kl` (nats) as a dict of (N,) tensors."""
         num_samples = self.num_samples if num_samples is None else check_count("num_samples", num_samples)
         check_count("batch_size", batch_size)
 
-        def terms(batch, batch_seed):
-            out = self.compute_elbo_terms(batch, batch_seed, num_samples)
+        def terms(batch, *condition_and_seed):
+            *condition, batch_seed = condition_and_seed
+            out = self.objective_terms(batch, batch_seed, *condition, num_samples=num_samples, objective="elbo",
+                                       gradient_estimator="reparameterization")
             return {key: out[key] for key in ("elbo", "reconstruction", "kl")}
 
-        check_images(images, self.image_shape, self.data_support)
-        return self._map_batches(self._eval_function(f"elbo{num_samples}", terms), (images,), batch_size, seed)
+        arrays = self._data_arrays(images, labels)
+        return self._map_batches(self._eval_function(f"elbo{num_samples}", terms), arrays, batch_size, seed)
 
-    def elbo(self, images, num_samples=None, batch_size=256, seed=None):
-        """Per-example ELBO in nats: a lower bound on log p(x)."""
-        return self.elbo_terms(images, num_samples, batch_size, seed)["elbo"]
+    def elbo(self, images, num_samples=None, batch_size=256, seed=None, labels=None):
+        """Per-example ELBO in nats: a lower bound on log p(x) (on log p(x|y) with labels)."""
+        return self.elbo_terms(images, num_samples, batch_size, seed, labels)["elbo"]
 
-    def log_likelihood(self, images, num_samples=5000, batch_size=100, seed=None, progress=None):
-        """Per-example importance-sampled estimate of log p(x) in nats (the IWAE bound).
+    def log_likelihood(self, images, num_samples=5000, batch_size=100, seed=None, progress=None, labels=None):
+        """Per-example importance-sampled estimate of log p(x) (log p(x|y) with labels) in nats: the IWAE bound.
 
         Uses q(z|x) as proposal with `num_samples` (K) draws, evaluated in
         chunks so large K fits in memory; the estimate rises towards log p(x) as K grows.
@@ -202,14 +261,17 @@ class VAE(BaseVAE):
         pixels = math.prod(self.image_shape)
         chunk_size = max(1, min(num_samples, IWAE_CHUNK_ELEMENTS // (batch_size * pixels)))
 
-        def bound(batch, batch_seed):
+        def bound(batch, *condition_and_seed):
+            *condition, batch_seed = condition_and_seed
+            condition = condition[0] if condition else None
             return objectives.iwae_bound(
-                batch, self.encoder, self.decoder, self.prior(), batch_seed, num_samples, chunk_size
+                batch, self._posterior(batch, condition), self._decoder_for(condition), self.prior(), batch_seed,
+                num_samples, chunk_size,
             )
 
-        check_images(images, self.image_shape, self.data_support)
+        arrays = self._data_arrays(images, labels)
         return self._map_batches(
-            self._eval_function(f"iwae{num_samples}-{chunk_size}", bound), (images,), batch_size, seed, progress
+            self._eval_function(f"iwae{num_samples}-{chunk_size}", bound), arrays, batch_size, seed, progress
         )
 
     # Serialization ------------------------------------------------------------
@@ -222,6 +284,8 @@ class VAE(BaseVAE):
             "beta": self.initial_beta,
             "kl": self.kl,
             "num_samples": self.num_samples,
+            "objective": self.objective,
+            "gradient_estimator": self.gradient_estimator,
         }
 
     @classmethod

@@ -1,18 +1,24 @@
-"""Encoders and decoders: Keras models whose outputs are `tfd` distributions.
+"""Encoders, decoders and classifiers: Keras models whose outputs are `tfd` distributions.
 
 An `Encoder` maps images (B, H, W, C) to q(z|x); a `Decoder` maps latent codes
-(..., latent_dim) to p(x|z) over images. Each wraps a plain Keras `body`
-(MLP or convolutional) and a distribution head from `tfvae.distributions`,
-so new architectures only need a new body.
+(..., latent_dim) to p(x|z) over images; a `Classifier` maps images to q(y|x).
+Each wraps a plain Keras `body` (MLP or convolutional) and a distribution head
+from `tfvae.distributions`, so new architectures only need a new body. With
+`num_classes` > 0 the encoder and decoder are conditional: the one-hot label
+joins the decoder's input (z ⊕ y) and the encoder's first dense layer's input,
+giving q(z|x, y) and p(x|z, y).
 """
 
 import math
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfvae.distributions import GaussianPosterior, make_likelihood
-from tfvae.limits import MAX_LATENT_DIM, check_count
+from tfvae.limits import MAX_CLASSES, MAX_LATENT_DIM, check_count
+
+tfd = tfp.distributions
 
 
 def check_image_shape(image_shape):
@@ -41,33 +47,54 @@ def _check_units(name, units):
     return units
 
 
+def check_num_classes(num_classes, minimum=0):
+    return check_count("num_classes", num_classes, minimum=minimum, maximum=MAX_CLASSES)
+
+
+def one_hot(labels, num_classes, dtype):
+    """Integer labels (..., ) as one-hot vectors (..., num_classes)."""
+    return tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=dtype)
+
+
 @keras.saving.register_keras_serializable(package="tfvae")
 class Encoder(keras.Model):
-    """Images (B, H, W, C) -> q(z|x) = MultivariateNormalDiag over `latent_dim`."""
+    """Images (B, H, W, C) -> q(z|x) = MultivariateNormalDiag over `latent_dim`.
 
-    def __init__(self, image_shape, latent_dim, body, **kwargs):
+    With `num_classes` > 0, `call(images, labels)` gives q(z|x, y); the body
+    then takes [images, one-hot labels (B, num_classes)].
+    """
+
+    def __init__(self, image_shape, latent_dim, body, num_classes=0, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = check_image_shape(image_shape)
         self.latent_dim = check_latent_dim(latent_dim)
+        self.num_classes = check_num_classes(num_classes)
         self.body = body
         self.to_params = keras.layers.Dense(2 * latent_dim, dtype="float32", name="to_params")
         self.posterior = GaussianPosterior(name="posterior")
-        self.input_spec = keras.layers.InputSpec(shape=(None, *self.image_shape))
         self.build((None, *self.image_shape))
 
+    def _body_shape(self, input_shape):
+        return [tuple(input_shape), (None, self.num_classes)] if self.num_classes else tuple(input_shape)
+
     def build(self, input_shape):
-        self.body.build(input_shape)
-        self.to_params.build(self.body.compute_output_shape(input_shape))
+        if not self.body.built:
+            self.body.build(self._body_shape(input_shape))
+        self.to_params.build(self.body.compute_output_shape(self._body_shape(input_shape)))
         self.built = True
 
-    def call(self, images):
-        return self.posterior(self.to_params(self.body(images)))
+    def call(self, images, labels=None):
+        inputs = images
+        if self.num_classes:
+            inputs = [images, one_hot(labels, self.num_classes, images.dtype)]
+        return self.posterior(self.to_params(self.body(inputs)))
 
     def get_config(self):
         return {
             **super().get_config(),
             "image_shape": self.image_shape,
             "latent_dim": self.latent_dim,
+            "num_classes": self.num_classes,
             "body": keras.saving.serialize_keras_object(self.body),
         }
 
@@ -83,26 +110,33 @@ class Decoder(keras.Model):
     """Latent codes (..., latent_dim) -> p(x|z) over images of `image_shape`.
 
     Leading sample dimensions are flattened around the body, because Keras
-    `Sequential` models accept a single batch dimension only.
+    `Sequential` models accept a single batch dimension only. With
+    `num_classes` > 0, `call(z, labels)` gives p(x|z, y): the body's input is
+    z ⊕ one-hot(y), of width latent_dim + num_classes; labels (B,) broadcast
+    over z's leading sample dimensions.
     """
 
-    def __init__(self, image_shape, latent_dim, body, likelihood, **kwargs):
+    def __init__(self, image_shape, latent_dim, body, likelihood, num_classes=0, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = check_image_shape(image_shape)
         self.latent_dim = check_latent_dim(latent_dim)
+        self.num_classes = check_num_classes(num_classes)
         self.body = body
         self.likelihood = likelihood
         self.build((None, latent_dim))
 
     def build(self, input_shape):
-        self.body.build((None, self.latent_dim))
+        self.body.build((None, self.latent_dim + self.num_classes))
         self.likelihood.build((None, *self.image_shape))
         self.built = True
 
-    def call(self, z):
+    def call(self, z, labels=None):
         z = tf.convert_to_tensor(z)  # float32, or the compute dtype under a mixed-precision policy
         sample_shape = tf.shape(z)[:-1]
-        raw = self.body(tf.reshape(z, [-1, self.latent_dim]))  # (N, H, W, C)
+        if self.num_classes:
+            labels = tf.broadcast_to(one_hot(labels, self.num_classes, z.dtype), tf.concat([sample_shape, [self.num_classes]], 0))
+            z = tf.concat([z, labels], axis=-1)
+        raw = self.body(tf.reshape(z, [-1, self.latent_dim + self.num_classes]))  # (N, H, W, C)
         raw = tf.reshape(raw, tf.concat([sample_shape, self.image_shape], axis=0))
         return self.likelihood(raw)
 
@@ -111,6 +145,7 @@ class Decoder(keras.Model):
             **super().get_config(),
             "image_shape": self.image_shape,
             "latent_dim": self.latent_dim,
+            "num_classes": self.num_classes,
             "body": keras.saving.serialize_keras_object(self.body),
             "likelihood": keras.saving.serialize_keras_object(self.likelihood),
         }
@@ -123,16 +158,85 @@ class Decoder(keras.Model):
         return cls(**config)
 
 
-def mlp_encoder(input_shape, latent_dim, hidden_units=(400,), activation="relu"):
-    """Fully connected encoder: flatten, `hidden_units` dense layers, Gaussian head."""
+@keras.saving.register_keras_serializable(package="tfvae")
+class Classifier(keras.Model):
+    """Images (B, H, W, C) -> q(y|x) = Categorical over `num_classes` (the classifier of model M2)."""
+
+    def __init__(self, image_shape, num_classes, body, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = check_image_shape(image_shape)
+        self.num_classes = check_num_classes(num_classes, minimum=2)
+        self.body = body
+        self.to_logits = keras.layers.Dense(num_classes, dtype="float32", name="to_logits")
+        self.build((None, *self.image_shape))
+
+    def build(self, input_shape):
+        if not self.body.built:
+            self.body.build(input_shape)
+        self.to_logits.build(self.body.compute_output_shape(input_shape))
+        self.built = True
+
+    def call(self, images):
+        return tfd.Categorical(logits=tf.cast(self.to_logits(self.body(images)), tf.float32))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "image_shape": self.image_shape,
+            "num_classes": self.num_classes,
+            "body": keras.saving.serialize_keras_object(self.body),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["body"] = keras.saving.deserialize_keras_object(config["body"])
+        return cls(**config)
+
+
+def _features_body(input_shape, feature_layers, hidden_units, activation, num_classes, name):
+    """Images -> `feature_layers` (ending flat) -> dense `hidden_units`; with `num_classes`, a one-hot
+    label joins the first dense layer's input (the body then takes [images, labels])."""
+    images = keras.Input(input_shape)
+    features = images
+    for layer in feature_layers:
+        features = layer(features)
+    inputs = images
+    if num_classes:
+        labels = keras.Input((num_classes,))
+        features = keras.layers.Concatenate()([features, labels])
+        inputs = [images, labels]
+    for units in hidden_units:
+        features = keras.layers.Dense(units, activation=activation)(features)
+    return keras.Model(inputs, features, name=name)
+
+
+def _mlp_body(input_shape, hidden_units, activation, num_classes, name):
     input_shape = check_image_shape(input_shape)
     hidden_units = _check_units("hidden_units", hidden_units)
-    body = keras.Sequential(
-        [keras.Input(input_shape), keras.layers.Flatten()]
-        + [keras.layers.Dense(units, activation=activation) for units in hidden_units],
-        name="mlp_encoder_body",
-    )
-    return Encoder(input_shape, latent_dim, body, name="encoder")
+    return _features_body(input_shape, [keras.layers.Flatten()], hidden_units, activation, num_classes, name)
+
+
+def _conv_body(input_shape, filters, kernel_size, hidden_units, num_classes, name):
+    input_shape = check_image_shape(input_shape)
+    filters = _check_units("filters", filters)
+    hidden_units = _check_units("hidden_units", hidden_units)
+    convolutions = [
+        keras.layers.Conv2D(f, kernel_size, strides=2, padding="same", activation="relu") for f in filters
+    ]
+    return _features_body(input_shape, [*convolutions, keras.layers.Flatten()], hidden_units, "relu", num_classes, name)
+
+
+def mlp_encoder(input_shape, latent_dim, hidden_units=(400,), activation="relu", num_classes=0):
+    """Fully connected encoder: flatten, `hidden_units` dense layers, Gaussian head (q(z|x, y) with `num_classes`)."""
+    body = _mlp_body(input_shape, hidden_units, activation, check_num_classes(num_classes), "mlp_encoder_body")
+    return Encoder(input_shape, latent_dim, body, num_classes=num_classes, name="encoder")
+
+
+def mlp_classifier(input_shape, num_classes, hidden_units=(400,), activation="relu"):
+    """Fully connected classifier q(y|x), the same body as `mlp_encoder`."""
+    return Classifier(input_shape, num_classes, _mlp_body(input_shape, hidden_units, activation, 0, "mlp_classifier_body"),
+                      name="classifier")
 
 
 def mlp_decoder(
@@ -141,6 +245,7 @@ def mlp_decoder(
     hidden_units=(400,),
     likelihood="bernoulli",
     activation="relu",
+    num_classes=0,
     **likelihood_options,
 ):
     """Fully connected decoder: `hidden_units` dense layers, then one raw value per pixel.
@@ -151,9 +256,10 @@ def mlp_decoder(
     output_shape = check_image_shape(output_shape)
     latent_dim = check_latent_dim(latent_dim)
     hidden_units = _check_units("hidden_units", hidden_units)
+    num_classes = check_num_classes(num_classes)
     head = make_likelihood(likelihood, **likelihood_options)
     body = keras.Sequential(
-        [keras.Input((latent_dim,))]
+        [keras.Input((latent_dim + num_classes,))]
         + [keras.layers.Dense(units, activation=activation) for units in hidden_units]
         + [
             keras.layers.Dense(math.prod(output_shape)),
@@ -161,27 +267,19 @@ def mlp_decoder(
         ],
         name="mlp_decoder_body",
     )
-    return Decoder(output_shape, latent_dim, body, head, name="decoder")
+    return Decoder(output_shape, latent_dim, body, head, num_classes=num_classes, name="decoder")
 
 
-def conv_encoder(
-    input_shape, latent_dim, filters=(32, 64), kernel_size=3, hidden_units=(256,)
-):
-    """Convolutional encoder: stride-2 convolutions, then dense layers, Gaussian head."""
-    input_shape = check_image_shape(input_shape)
-    filters = _check_units("filters", filters)
-    hidden_units = _check_units("hidden_units", hidden_units)
-    body = keras.Sequential(
-        [keras.Input(input_shape)]
-        + [
-            keras.layers.Conv2D(f, kernel_size, strides=2, padding="same", activation="relu")
-            for f in filters
-        ]
-        + [keras.layers.Flatten()]
-        + [keras.layers.Dense(units, activation="relu") for units in hidden_units],
-        name="conv_encoder_body",
-    )
-    return Encoder(input_shape, latent_dim, body, name="encoder")
+def conv_encoder(input_shape, latent_dim, filters=(32, 64), kernel_size=3, hidden_units=(256,), num_classes=0):
+    """Convolutional encoder: stride-2 convolutions, then dense layers, Gaussian head (q(z|x, y) with `num_classes`)."""
+    body = _conv_body(input_shape, filters, kernel_size, hidden_units, check_num_classes(num_classes), "conv_encoder_body")
+    return Encoder(input_shape, latent_dim, body, num_classes=num_classes, name="encoder")
+
+
+def conv_classifier(input_shape, num_classes, filters=(32, 64), kernel_size=3, hidden_units=(256,)):
+    """Convolutional classifier q(y|x), the same body as `conv_encoder`."""
+    body = _conv_body(input_shape, filters, kernel_size, hidden_units, 0, "conv_classifier_body")
+    return Classifier(input_shape, num_classes, body, name="classifier")
 
 
 def conv_decoder(
@@ -190,6 +288,7 @@ def conv_decoder(
     filters=(64, 32),
     kernel_size=3,
     likelihood="bernoulli",
+    num_classes=0,
     **likelihood_options,
 ):
     """Convolutional decoder mirroring `conv_encoder`: dense, stride-2 transposed convolutions.
@@ -204,10 +303,11 @@ def conv_decoder(
     factor = 2 ** len(filters)
     start_h, start_w = math.ceil(height / factor), math.ceil(width / factor)
     excess_h, excess_w = start_h * factor - height, start_w * factor - width
+    num_classes = check_num_classes(num_classes)
     head = make_likelihood(likelihood, **likelihood_options)
     body = keras.Sequential(
         [
-            keras.Input((latent_dim,)),
+            keras.Input((latent_dim + num_classes,)),
             keras.layers.Dense(start_h * start_w * filters[0], activation="relu"),
             keras.layers.Reshape((start_h, start_w, filters[0])),
         ]
@@ -225,17 +325,17 @@ def conv_decoder(
         ],
         name="conv_decoder_body",
     )
-    return Decoder(output_shape, latent_dim, body, head, name="decoder")
+    return Decoder(output_shape, latent_dim, body, head, num_classes=num_classes, name="decoder")
 
 
 ARCHITECTURES = {
-    "mlp": (mlp_encoder, mlp_decoder),
-    "conv": (conv_encoder, conv_decoder),
+    "mlp": (mlp_encoder, mlp_decoder, mlp_classifier),
+    "conv": (conv_encoder, conv_decoder, conv_classifier),
 }
 
 
 def networks_for(architecture):
-    """Returns the (encoder builder, decoder builder) pair registered as `architecture`."""
+    """Returns the (encoder, decoder, classifier) builders registered as `architecture`."""
     if architecture not in ARCHITECTURES:
         raise ValueError(
             f"Unknown architecture {architecture!r}. Expected one of {sorted(ARCHITECTURES)}."

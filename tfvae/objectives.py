@@ -1,8 +1,21 @@
-"""The VAE objectives, written once: ELBO terms and the importance-weighted bound.
+"""Training objectives and their gradient estimators, written once for every model.
 
-Both take the images, the encoder and decoder (callables returning `tfd`
-distributions), the prior and an int32 stateless `seed` of shape [2], and
-return per-example values in nats.
+An objective is a lower bound on log p(x) estimated from K draws z_k ~ q(z|x):
+  "elbo": (1/K) Σ_k log p(x|z_k) − KL(q || p)           (Kingma & Welling 2013; KL analytic or Monte-Carlo)
+  "iwae": log (1/K) Σ_k p(x, z_k) / q(z_k|x)            (Burda et al. 2015)
+A gradient estimator (named as `tfp.vi.GradientEstimators` names them) decides how
+the bound's gradient is estimated; each returns a surrogate "loss" whose value is
+−bound and whose gradient is the estimator's:
+  "reparameterization"      z = μ + σ·ε, differentiated through (the default);
+  "score_function"          REINFORCE for the encoder, with a running-mean baseline;
+  "doubly_reparameterized"  DReG for "iwae" (Tucker et al. 2018); "sticking the landing"
+                            for "elbo" (Roeder et al. 2017);
+  "vimco"                   "iwae" with per-sample leave-one-out baselines (Mnih & Rezende 2016).
+
+Every function takes the posterior q(z|x) (a `tfd` distribution with batch shape (B,)),
+`decode` (z -> p(x|z)), the prior, an int32 stateless `seed` of shape [2], and returns
+per-example values in nats. Models pass their networks in, so conditional models
+(which decode with labels) share every line here.
 """
 
 import math
@@ -11,6 +24,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.distributions import RANDOM_ALGORITHM, reparameterized_sample
+from tfvae.names import GRADIENT_ESTIMATORS, OBJECTIVES
 
 tfd = tfp.distributions
 
@@ -29,42 +43,236 @@ def monte_carlo_kl(posterior, prior, z):
 KL_ESTIMATORS = {"analytic": analytic_kl, "monte_carlo": monte_carlo_kl}
 
 
+# Estimators that differentiate through z = μ + σ·ε and so need a reparameterizable posterior.
+PATHWISE = ("reparameterization", "doubly_reparameterized")
+
+# Weight of the newest batch in the score-function estimator's running-mean baseline.
+BASELINE_UPDATE = 0.1
+
+
 def check_kl(kl):
     if kl not in KL_ESTIMATORS:
         raise ValueError(f"Unknown kl {kl!r}. Expected one of {sorted(KL_ESTIMATORS)}.")
     return kl
 
 
-def elbo_terms(images, encoder, decoder, prior, seed, num_samples=1, kl="analytic", beta=1.0):
-    """Per-example ELBO terms with L = `num_samples` reparameterized draws.
+def check_objective(objective, gradient_estimator, num_samples):
+    """Returns (objective, estimator name), accepting `tfp.vi.GradientEstimators` members too; raises on bad pairs."""
+    if isinstance(gradient_estimator, tfp.vi.GradientEstimators):
+        gradient_estimator = gradient_estimator.name.lower()
+    if objective not in OBJECTIVES:
+        raise ValueError(f"Unknown objective {objective!r}. Expected one of {sorted(OBJECTIVES)}.")
+    if gradient_estimator not in GRADIENT_ESTIMATORS:
+        raise ValueError(
+            f"Unknown gradient_estimator {gradient_estimator!r}. Expected one of {', '.join(GRADIENT_ESTIMATORS)}."
+        )
+    if gradient_estimator not in OBJECTIVES[objective]:
+        raise ValueError(
+            f"The gradient_estimator {gradient_estimator!r} does not apply to objective={objective!r}. "
+            f"Expected one of {', '.join(OBJECTIVES[objective])}, or objective='iwae'."
+        )
+    if gradient_estimator == "vimco" and num_samples < 2:
+        raise ValueError(f"The 'vimco' estimator needs num_samples >= 2 (leave-one-out baselines). Received: num_samples={num_samples}")
+    return objective, gradient_estimator
 
-    Returns a dict of (B,) tensors:
-      reconstruction = -E_q[log p(x|z)] summed over pixels,
-      kl             = KL(q(z|x) || p(z)), analytic or Monte-Carlo,
-      elbo           = -(reconstruction + kl),
-      loss           = reconstruction + beta * kl (the β-VAE objective; β=1 is -ELBO).
+
+def check_reparameterizable(posterior, gradient_estimator):
+    """Raises if a pathwise estimator meets a posterior that cannot be differentiated through its samples."""
+    if gradient_estimator in PATHWISE and posterior.reparameterization_type != tfd.FULLY_REPARAMETERIZED:
+        raise ValueError(
+            f"The encoder's posterior ({type(posterior).__name__}) is not reparameterizable, so the "
+            f"{gradient_estimator!r} estimator cannot differentiate through its samples. Use "
+            "gradient_estimator='score_function' (or 'vimco' with objective='iwae'), or an encoder "
+            "returning a reparameterizable distribution such as tfd.MultivariateNormalDiag."
+        )
+
+
+def stopped(posterior):
+    """q with its parameters held constant: log q(z) then passes gradients through z only."""
+    if isinstance(posterior, tfd.MultivariateNormalDiag):
+        return tfd.MultivariateNormalDiag(tf.stop_gradient(posterior.loc), tf.stop_gradient(posterior.scale.diag_part()))
+    return type(posterior)(**tf.nest.map_structure(tf.stop_gradient, posterior.parameters))
+
+
+def _log_mean_exp(values, axis=0):
+    return tf.reduce_logsumexp(values, axis=axis) - math.log(values.shape[axis])
+
+
+def _with_gradient_of(value, surrogate):
+    """`value`, whose gradient is that of `surrogate`."""
+    return tf.stop_gradient(value) + (surrogate - tf.stop_gradient(surrogate))
+
+
+def bound_terms(
+    images,
+    posterior,
+    decode,
+    prior,
+    seed,
+    objective="elbo",
+    gradient_estimator="reparameterization",
+    num_samples=1,
+    kl="analytic",
+    beta=1.0,
+    baseline=0.0,
+):
+    """Per-example terms of the chosen bound and estimator for one batch: a dict of (B,) tensors.
+
+      loss           the surrogate to minimize: value −bound (with β), gradient the estimator's;
+      reconstruction −(1/K) Σ_k log p(x|z_k), summed over pixels;
+      kl             KL(q(z|x) || p(z)), analytic or Monte-Carlo;
+      elbo           −(reconstruction + kl), whatever the objective, for comparison;
+      bound          the objective's value (the ELBO, or the IWAE bound with K = num_samples);
+      signal         (score-function estimators) the learning signal the baseline tracks.
+
+    `beta` weighs the KL term of the ELBO and log p(z) − log q(z|x) inside the IWAE weights
+    (β = 1 is the bound itself; `bound` and `elbo` always use β = 1).
     """
-    posterior = encoder(images)
-    z = reparameterized_sample(posterior, num_samples, seed)  # (L, B, latent)
-    log_likelihood = decoder(z).log_prob(images)  # (L, B)
-    reconstruction = -tf.reduce_mean(log_likelihood, axis=0)
+    beta = tf.cast(beta, tf.float32)
+    z = reparameterized_sample(posterior, num_samples, seed)  # (K, B, latent)
+    if gradient_estimator not in PATHWISE:
+        z = tf.stop_gradient(z)
+    if gradient_estimator == "doubly_reparameterized" and objective == "iwae":
+        log_likelihood, dreg_surrogate = _dreg_pieces(images, posterior, decode, prior, z, beta)
+    else:
+        log_likelihood = decode(z).log_prob(images)  # (K, B)
+    log_prior, log_posterior = prior.log_prob(z), posterior.log_prob(z)
     kl_term = KL_ESTIMATORS[kl](posterior, prior, z)
-    return {
-        "loss": reconstruction + tf.cast(beta, tf.float32) * kl_term,
+    reconstruction = -tf.reduce_mean(log_likelihood, axis=0)
+    elbo = -(reconstruction + kl_term)
+    log_weights = log_likelihood + beta * (log_prior - log_posterior)  # (K, B); with gradients of every kind
+    if objective == "elbo":
+        value = -(reconstruction + beta * kl_term)
+        bound = elbo
+    else:
+        value = _log_mean_exp(log_weights)
+        bound = _log_mean_exp(log_likelihood + log_prior - log_posterior)
+
+    if gradient_estimator == "reparameterization":
+        surrogate = value
+    elif gradient_estimator == "doubly_reparameterized":
+        if objective == "elbo":  # sticking the landing: the path derivative, q's parameters held in log q
+            surrogate = tf.reduce_mean(log_likelihood + beta * (log_prior - stopped(posterior).log_prob(z)), axis=0)
+        else:
+            surrogate = dreg_surrogate
+    else:
+        # Score-function estimators: z is held fixed; the encoder learns through log q(z|x) weighted by
+        # the learning signal minus a baseline. The value's own direct gradient (decoder; q's parameters
+        # inside log q or the analytic KL) is kept, as in TFP's `monte_carlo.expectation`.
+        if gradient_estimator == "vimco":
+            log_leave_one_out, _ = tfp.stats.log_soomean_exp(log_weights, axis=0)  # (K, B)
+            centred = value - log_leave_one_out  # each sample's baseline: the bound with it swapped out
+        else:
+            if objective == "elbo":  # one signal per sample
+                signal = log_likelihood if kl == "analytic" else log_weights  # (K, B)
+            else:  # the bound, shared by the K samples
+                signal = value[None]  # (1, B)
+            centred = signal - baseline
+        score = tf.reduce_sum(tf.stop_gradient(centred) * log_posterior, axis=0)
+        surrogate = value + (score / num_samples if objective == "elbo" else score)
+    terms = {
+        "loss": -_with_gradient_of(value, surrogate),
         "reconstruction": reconstruction,
         "kl": kl_term,
-        "elbo": -(reconstruction + kl_term),
+        "elbo": elbo,
+        "bound": bound,
     }
+    if gradient_estimator == "score_function":
+        terms["signal"] = tf.reduce_mean(signal, axis=0)
+    return terms
 
 
-def iwae_bound(images, encoder, decoder, prior, seed, num_samples, chunk_size):
+def _dreg_pieces(images, posterior, decode, prior, z, beta):
+    """log p(x|z) and the DReG surrogate of the IWAE bound (Tucker et al. 2018).
+
+    The decoder's gradient is the IWAE one, Σ_k w̃_k ∇θ log w_k; the encoder's is
+    Σ_k w̃_k² ∂log w_k/∂z_k · ∂z_k/∂φ with q's parameters held fixed in log w.
+    (TFP's DReG loss gives every parameter the squared weights, right for a
+    surrogate posterior alone but not for a decoder trained jointly.)
+    """
+    held = tf.stop_gradient(z)
+    q_held = stopped(posterior)
+    with tf.GradientTape() as tape:
+        tape.watch(held)
+        log_likelihood = decode(held).log_prob(images)
+        log_weights = log_likelihood + beta * (prior.log_prob(held) - q_held.log_prob(held))  # (K, B)
+    path = tf.stop_gradient(tape.gradient(log_weights, held))  # ∂log w_k / ∂z_k, (K, B, latent)
+    normalized = tf.stop_gradient(tf.nn.softmax(log_weights, axis=0))  # w̃_k
+    decoder_part = _log_mean_exp(log_weights)  # gradients reach the decoder only (z and q held)
+    encoder_part = tf.reduce_sum(normalized[..., None] ** 2 * path * z, axis=[0, 2])  # through z = μ + σ·ε only
+    return log_likelihood, decoder_part + encoder_part
+
+
+def semi_supervised_terms(per_class, class_posterior, labels, alpha, labeled_fraction):
+    """Model M2's per-example terms (Kingma et al. 2014) from the conditional bound of every (class, example) pair.
+
+    `per_class` holds `bound_terms` outputs of shape (C, B) for example b given class c;
+    `class_posterior` is q(y|x) with batch shape (B,); `labels` (B,) has −1 for unlabelled examples.
+      labelled:   L(x, y) = bound(x | y) + log p(y), and α-weighted −log q(y|x);
+      unlabelled: U(x) = Σ_y q(y|x) L(x, y) + H(q(y|x)), the sum over classes taken exactly.
+    "kl" includes the label's part (−log p(y), or KL(q(y|x) || p(y))), so elbo = −(reconstruction + kl).
+    In training, bounds are weighted so that any mix of labelled and unlabelled examples in a batch
+    estimates the data set's mean bound given its `labeled_fraction` (None: unweighted, as in
+    evaluation); the classification term is α times
+    the batch's mean −log q(y|x) over labelled examples, i.e. α·N/N_l per labelled example.
+    """
+    num_classes = per_class["loss"].shape[0]
+    log_prior_y = -math.log(num_classes)  # p(y) uniform
+    labelled = labels >= 0
+    safe_labels = tf.where(labelled, tf.cast(labels, tf.int32), 0)
+    probs = tf.transpose(class_posterior.probs_parameter())  # (C, B)
+    entropy = class_posterior.entropy()
+
+    def given_label(values):
+        return tf.gather(tf.transpose(values), safe_labels[:, None], batch_dims=1)[:, 0]
+
+    def expected(values):
+        return tf.reduce_sum(probs * values, axis=0)
+
+    def either(labelled_value, unlabelled_value):
+        return tf.where(labelled, labelled_value, unlabelled_value)
+
+    reconstruction = either(given_label(per_class["reconstruction"]), expected(per_class["reconstruction"]))
+    kl = either(given_label(per_class["kl"]) - log_prior_y, expected(per_class["kl"]) - entropy - log_prior_y)
+    bound_loss = either(given_label(per_class["loss"]), expected(per_class["loss"]) - entropy) - log_prior_y
+
+    mask = tf.cast(labelled, tf.float32)
+    batch = tf.cast(tf.size(labels), tf.float32)
+    num_labelled = tf.reduce_sum(mask)
+    if labeled_fraction is not None:
+        labelled_weight = labeled_fraction * batch / tf.maximum(num_labelled, 1.0)
+        unlabelled_weight = (1.0 - labeled_fraction) * batch / tf.maximum(batch - num_labelled, 1.0)
+        bound_loss = (mask * labelled_weight + (1 - mask) * unlabelled_weight) * bound_loss
+    classification = -class_posterior.log_prob(safe_labels)
+    loss = bound_loss + (
+        alpha * batch / tf.maximum(num_labelled, 1.0) * mask * classification
+    )
+    correct = tf.cast(tf.equal(tf.cast(tf.argmax(probs, axis=0), tf.int32), safe_labels), tf.float32)
+    terms = {
+        "loss": loss,
+        "reconstruction": reconstruction,
+        "kl": kl,
+        "elbo": -(reconstruction + kl),
+        "classification": (classification, mask),
+        "accuracy": (correct, mask),
+    }
+    if "signal" in per_class:
+        terms["signal"] = tf.reduce_mean(per_class["signal"], axis=0)
+    return terms
+
+
+def updated_baseline(baseline, signal):
+    """The running-mean baseline after one batch's learning `signal`."""
+    return (1.0 - BASELINE_UPDATE) * baseline + BASELINE_UPDATE * tf.reduce_mean(signal)
+
+
+def iwae_bound(images, posterior, decode, prior, seed, num_samples, chunk_size):
     """Importance-sampled estimate of log p(x) with q(z|x) as proposal (Burda et al. 2015).
 
     log p(x) ≈ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K.
     Samples are drawn `chunk_size` at a time and reduced with a running
     logsumexp, so memory stays flat in K; draws beyond K in the last chunk are masked.
     """
-    posterior = encoder(images)
     num_chunks = math.ceil(num_samples / chunk_size)
     batch_shape = tf.shape(images)[:1]
     running_max = tf.fill(batch_shape, -float("inf"))
@@ -72,16 +280,10 @@ def iwae_bound(images, encoder, decoder, prior, seed, num_samples, chunk_size):
     for chunk in tf.range(num_chunks):
         chunk_seed = tf.random.experimental.stateless_fold_in(seed, chunk, alg=RANDOM_ALGORITHM)
         z = reparameterized_sample(posterior, chunk_size, chunk_seed)  # (chunk, B, latent)
-        log_weights = (
-            decoder(z).log_prob(images) + prior.log_prob(z) - posterior.log_prob(z)
-        )  # (chunk, B)
+        log_weights = decode(z).log_prob(images) + prior.log_prob(z) - posterior.log_prob(z)  # (chunk, B)
         index = chunk * chunk_size + tf.range(chunk_size)
-        log_weights = tf.where(
-            (index < num_samples)[:, None], log_weights, -float("inf")
-        )
+        log_weights = tf.where((index < num_samples)[:, None], log_weights, -float("inf"))
         new_max = tf.maximum(running_max, tf.reduce_max(log_weights, axis=0))
-        running_sum = running_sum * tf.exp(running_max - new_max) + tf.reduce_sum(
-            tf.exp(log_weights - new_max), axis=0
-        )
+        running_sum = running_sum * tf.exp(running_max - new_max) + tf.reduce_sum(tf.exp(log_weights - new_max), axis=0)
         running_max = new_max
     return running_max + tf.math.log(running_sum) - math.log(num_samples)

@@ -75,6 +75,13 @@ def xla_supported(strategy):
     return bool(devices) and all(tf.DeviceSpec.from_string(d).device_type == "GPU" for d in devices)
 
 
+def strategy_name(strategy):
+    """The name users know a strategy by (MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    return type(strategy).__name__
+
+
 def resolve_steps_per_execution(requested, strategy):
     """`requested`, unless several replicas run: Keras 3.15 with TF 2.21 cannot run more than one
     step per execution under a multi-replica strategy (a placeholder left unfed in its loop)."""
@@ -83,7 +90,7 @@ def resolve_steps_per_execution(requested, strategy):
             "steps_per_execution is 1, not %d: Keras cannot run several steps per execution under %s "
             "with %d replicas.",
             requested,
-            type(strategy).__name__,
+            strategy_name(strategy),
             strategy.num_replicas_in_sync,
         )
         return 1
@@ -126,12 +133,12 @@ def choose_jit_compile(model, strategy=None, requested="auto"):
     strategy = strategy or tf.distribute.get_strategy()
     if requested is True or requested is False:
         if requested and not xla_supported(strategy):
-            logger.warning("jit_compile=True under %s over CPU devices is likely to fail to compile.", type(strategy).__name__)
+            logger.warning("jit_compile=True under %s over CPU devices is likely to fail to compile.", strategy_name(strategy))
         return requested, "as requested"
     if requested != "auto":
         raise ValueError(f"Expected jit_compile to be True, False or 'auto'. Received: jit_compile={requested!r}")
     if not xla_supported(strategy):
-        return False, f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas on CPU devices cannot compile with XLA"
+        return False, f"{strategy_name(strategy)} with {strategy.num_replicas_in_sync} replicas on CPU devices cannot compile with XLA"
     if _on_accelerator(strategy):
         return True, "GPUs and TPUs run the step fastest under XLA"
     if has_convolutions(model):

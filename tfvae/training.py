@@ -19,18 +19,22 @@ import pathlib
 
 import keras
 
-from tfvae import allocator, checkpoints, evaluation, export, images, precision, run_directory, strategies
+from tfvae import allocator, checkpoints, evaluation, export, images, objectives, precision, run_directory, strategies
 from tfvae.callbacks import DivergenceGuard, KLWarmup
 from tfvae.checkpoints import load_model  # noqa: F401 -- tfvae.training.load_model stays available
+from tfvae.conditional import ConditionalVAE
 from tfvae.data import load_dataset
 from tfvae.errors import RunError, TrainingDiverged, TrainingInterrupted
 from tfvae.model import VAE
+from tfvae.names import MODELS
+from tfvae.semi_supervised import SemiSupervisedVAE
 
 logger = logging.getLogger("tfvae")
 
 # Settings a resumed run must share with the run it continues (they shape the model or its data).
 MODEL_SETTINGS = (
     "dataset", "train_split", "architecture", "latent_dim", "likelihood", "gaussian_scale", "kl", "num_samples", "precision",
+    "objective", "gradient_estimator", "model", "labeled_examples", "alpha",
 )
 
 
@@ -38,6 +42,9 @@ MODEL_SETTINGS = (
 class RunConfig:
     """Everything a training run needs; written as `run_config.json` beside its outputs."""
 
+    model: str = "vae"  # or "conditional", "semi-supervised" (tfvae.names.MODELS)
+    labeled_examples: int | None = None  # semi-supervised: labels kept, class-balanced; None keeps every label
+    alpha: float = 0.1  # semi-supervised: weight of the classification loss (Kingma et al. 2014)
     dataset: str = "mnist"
     train_split: str = "train"
     eval_split: str = "test"
@@ -49,7 +56,9 @@ class RunConfig:
     likelihood: str = "bernoulli"
     gaussian_scale: float | str = 0.1
     kl: str = "analytic"
-    num_samples: int = 1  # L: one sample per example suffices with batch >= 100 (Kingma & Welling)
+    num_samples: int = 1  # L (or K for "iwae"): one sample per example suffices for the ELBO with batch >= 100 (Kingma & Welling)
+    objective: str = "elbo"  # or "iwae" (Burda et al. 2015), see tfvae.objectives
+    gradient_estimator: str = "reparameterization"  # or "score_function", "doubly_reparameterized", "vimco"
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -79,6 +88,19 @@ class RunConfig:
         if not self.beta >= 0:
             raise RunError(f"Expected beta >= 0. Received: beta={self.beta!r}")
         precision.check_precision(self.precision)
+        if self.model not in MODELS:
+            raise RunError(f"Unknown model {self.model!r}. Expected one of {', '.join(MODELS)}.")
+        if self.labeled_examples is not None:
+            if self.model != "semi-supervised":
+                raise RunError(
+                    f"labeled_examples applies to the semi-supervised model; the {self.model!r} model uses "
+                    f"{'every label' if self.model == 'conditional' else 'no labels'}. Add --model semi-supervised."
+                )
+            if not isinstance(self.labeled_examples, int) or self.labeled_examples < 1:
+                raise RunError(f"Expected labeled_examples >= 1. Received: labeled_examples={self.labeled_examples!r}")
+        if not self.alpha >= 0:
+            raise RunError(f"Expected alpha >= 0. Received: alpha={self.alpha!r}")
+        objectives.check_objective(self.objective, self.gradient_estimator, self.num_samples)
         return self
 
     def to_json(self):
@@ -143,19 +165,29 @@ def _export_dir(config):
     return pathlib.Path(config.export_dir or os.path.join("saved_models", config.dataset))
 
 
-def build_model(config, image_shape):
-    """The VAE described by `config`, compiled (call inside the strategy's scope)."""
-    vae = VAE.for_images(
-        image_shape,
-        latent_dim=config.latent_dim,
-        architecture=config.architecture,
-        likelihood=config.likelihood,
-        gaussian_scale=config.gaussian_scale,
-        beta=config.beta,
-        kl=config.kl,
-        num_samples=config.num_samples,
-        seed=config.seed,
-    )
+def build_model(config, info):
+    """The model described by `config` for the data `info` describes, compiled (call inside the strategy's scope)."""
+    options = {
+        "latent_dim": config.latent_dim,
+        "architecture": config.architecture,
+        "likelihood": config.likelihood,
+        "gaussian_scale": config.gaussian_scale,
+        "beta": config.beta,
+        "kl": config.kl,
+        "num_samples": config.num_samples,
+        "objective": config.objective,
+        "gradient_estimator": config.gradient_estimator,
+        "seed": config.seed,
+    }
+    if config.model == "vae":
+        vae = VAE.for_images(info.image_shape, **options)
+    elif config.model == "conditional":
+        vae = ConditionalVAE.for_images(info.image_shape, info.num_classes, **options)
+    else:
+        labeled = info.num_examples if config.labeled_examples is None else config.labeled_examples
+        vae = SemiSupervisedVAE.for_images(
+            info.image_shape, info.num_classes, alpha=config.alpha, labeled_fraction=labeled / info.num_examples, **options
+        )
     vae.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         jit_compile=config.jit_compile,
@@ -204,13 +236,15 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
         raise RunError(
             f"{output_dir} already holds a run. Continue it with --resume, or choose another --output-dir."
         )
-    data_options = {"name": config.dataset, "data_dir": config.data_dir, "download": config.download, "batch_size": config.batch_size}
+    data_options = {"name": config.dataset, "data_dir": config.data_dir, "download": config.download,
+                    "batch_size": config.batch_size, "with_labels": config.model != "vae"}
     train_data, info = load_dataset(
         split=config.train_split,
         binarize=config.binarize,
         seed=config.seed,
         drop_remainder=True,  # one static batch shape: XLA compiles the step once
         return_info=True,
+        labeled_examples=config.labeled_examples,
         **data_options,
     )
     eval_binarize = "static" if config.binarize else None
@@ -227,15 +261,19 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
             vae, initial_epoch = latest
             vae.configure_execution(config.jit_compile, config.steps_per_execution)
         else:
-            vae = build_model(config, info.image_shape)
+            vae = build_model(config, info)
             initial_epoch = 0
+    # What the run does, as fit will fit it: no more steps per execution than an epoch has.
+    steps_per_epoch = int(train_data.cardinality())
+    if 0 < steps_per_epoch < config.steps_per_execution:
+        config = dataclasses.replace(config, steps_per_execution=steps_per_epoch)
     if chief:
         checkpoints.write_json_atomically(output_dir / "run_config.json", config.to_json())
         _keep_metrics_rows(output_dir / "metrics.csv", initial_epoch)
 
     guard = DivergenceGuard(
         learned_scale=config.likelihood == "gaussian" and config.gaussian_scale == "learned",
-        reference_images=next(iter(train_data)),
+        reference_batch=next(iter(train_data)),
     )
     run_callbacks = [guard]
     if config.warmup_epochs:
@@ -288,14 +326,15 @@ def _backed_up_epoch(backup_dir):
 
 def finish_run(vae, config, eval_data, history, output_dir):
     """Held-out metrics, image grids and the SavedModel; only the chief (`output_dir` set) writes."""
-    held_out = evaluation.collect_images(eval_data)
-    metrics = evaluation.evaluate(vae, held_out, config.log_likelihood_samples, seed=config.seed)
+    held_out, labels = evaluation.collect(eval_data)
+    metrics = evaluation.evaluate(vae, held_out, config.log_likelihood_samples, seed=config.seed, labels=labels)
     if output_dir is None:
         return RunResult(vae, history, metrics, None)
     checkpoints.write_json_atomically(output_dir / "metrics.json", metrics)
     with run_directory.writing(f"the image grids in {output_dir}"):
         images.save_samples(vae, output_dir / "samples.png", seed=config.seed)
-        images.save_reconstructions(vae, held_out[:32], output_dir / "reconstructions.png")
+        images.save_reconstructions(vae, held_out[:32], output_dir / "reconstructions.png",
+                                    labels=None if labels is None else labels[:32])
     export_path = None
     if _export_dir(config) is not None:
         export_path = export.export_saved_model(vae, _export_dir(config), run_config=config.to_json(), dataset=config.dataset)

@@ -67,3 +67,39 @@ def check_fit_input(data, image_shape, support, name="x"):
         check_image_batch_spec(spec.shape, spec.dtype, image_shape, name)
         return
     check_images(data, image_shape, support, name)
+
+
+def check_labels(labels, count, num_classes, allow_unlabelled=False, name="labels"):
+    """Validates integer class labels for `count` examples (an int means one class for all); returns an int32 array.
+
+    With `allow_unlabelled`, −1 marks an example without a label (semi-supervised data).
+    """
+    if labels is None:
+        raise ValueError(f"This model is conditional: pass {name}, integer classes in [0, {num_classes}).")
+    if tf.is_symbolic_tensor(labels):
+        return tf.cast(labels, tf.int32)
+    values = np.asarray(labels)
+    if values.ndim == 0 and count is not None and not tf.is_tensor(count):
+        values = np.full(int(count), values)
+    if not (np.issubdtype(values.dtype, np.integer) or values.dtype == bool):
+        raise ValueError(
+            f"Expected {name} to be integer classes in [0, {num_classes}). Received: dtype={values.dtype}. "
+            "Convert with labels.astype('int64') if they hold whole numbers."
+        )
+    if values.ndim != 1 or (count is not None and not tf.is_tensor(count) and len(values) != int(count)):
+        raise ValueError(f"Expected {name} of shape ({count},), one per example. Received: shape={values.shape}")
+    low = -1 if allow_unlabelled else 0
+    if values.size and (values.min() < low or values.max() >= num_classes):
+        allowed = f"[0, {num_classes})" + (", or -1 for unlabelled examples" if allow_unlabelled else "")
+        raise ValueError(f"Expected {name} in {allowed}. Received: values in [{values.min()}, {values.max()}]")
+    return values.astype(np.int32)
+
+
+def check_labelled_dataset(data, name="x"):
+    """Validates that a `tf.data` dataset yields (images, integer labels) pairs."""
+    spec = data.element_spec
+    if not isinstance(spec, (tuple, list)) or len(spec) < 2 or not spec[1].dtype.is_integer:
+        raise ValueError(
+            f"Expected the dataset {name} to yield (images, integer labels) pairs for this conditional model. "
+            f"Received: element_spec={spec}. Build it with tfvae.data.load_dataset(..., with_labels=True)."
+        )

@@ -4,6 +4,7 @@ Offline first: an explicit `data_dir`, then data TFDS has already prepared,
 then a known local copy (Debian's `dataset-fashion-mnist`), then a TFDS download.
 """
 
+from tfvae.data.labels import keep_labels
 from tfvae.data.loading import IMAGE_DATASETS, DatasetInfo, available_datasets, load_dataset
 from tfvae.data.sources import DataUnavailable
 from tfvae.data.splits import SplitError
@@ -14,5 +15,6 @@ __all__ = [
     "DatasetInfo",
     "SplitError",
     "available_datasets",
+    "keep_labels",
     "load_dataset",
 ]

@@ -6,6 +6,7 @@ import pathlib
 
 import numpy as np
 
+from tfvae.data.labels import keep_labels
 from tfvae.data.pipeline import make_pipeline
 from tfvae.data.sources import KNOWN_LOCAL_COPIES, DataUnavailable, candidate_sources
 
@@ -30,6 +31,7 @@ class DatasetInfo:
     image_shape: tuple
     num_examples: int
     source: str
+    num_classes: int = 0  # 1 + the largest label; 0 for data without labels
 
 
 def _check_name(name, data_dir):
@@ -67,6 +69,7 @@ def load_dataset(
     drop_remainder=False,
     download=True,
     return_info=False,
+    labeled_examples=None,
 ):
     """A `tf.data.Dataset` of float images in [0, 1] (with labels if `with_labels`).
 
@@ -74,7 +77,9 @@ def load_dataset(
     `binarize="dynamic"` resamples binary pixels every epoch; "static" fixes
     them with `seed` (use it for evaluation, so numbers are comparable);
     None keeps grey levels. `download=False` never touches the network.
-    With `return_info`, returns (dataset, `DatasetInfo`).
+    With `return_info`, returns (dataset, `DatasetInfo`). `labeled_examples`
+    keeps that many labels, class-balanced and chosen by `seed`, and marks the
+    rest −1 (unlabelled), for semi-supervised training.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"Expected batch_size >= 1. Received: batch_size={batch_size!r}")
@@ -92,6 +97,14 @@ def load_dataset(
             continue
         if len(images) == 0:
             raise DataUnavailable(f"The split {split!r} of {name!r} is empty ({source.description}).")
+        num_classes = int(labels.max()) + 1 if len(labels) else 0
+        if with_labels and not num_classes:
+            raise ValueError(
+                f"The split {split!r} of {name!r} has no labels ({source.description}), but this model needs them. "
+                "Provide label files beside the images (e.g. train-labels-idx1-ubyte.gz), or train --model vae."
+            )
+        if labeled_examples is not None:
+            labels = keep_labels(labels, labeled_examples, seed)
         dataset = make_pipeline(
             images,
             labels,
@@ -102,7 +115,7 @@ def load_dataset(
             with_labels=with_labels,
             drop_remainder=drop_remainder,
         )
-        info = DatasetInfo(name, split, tuple(int(d) for d in images.shape[1:]), len(images), source.description)
+        info = DatasetInfo(name, split, tuple(int(d) for d in images.shape[1:]), len(images), source.description, num_classes)
         return (dataset, info) if return_info else dataset
     hint = (
         "Provide the data with --data-dir (a folder of IDX files such as train-images-idx3-ubyte.gz, "

@@ -1,0 +1,125 @@
+"""Semi-supervised learning with few labels: test accuracy of model M2 beside a classifier of the same
+architecture as its q(y|x) trained on the labelled examples alone, in the same run, with the same
+class-balanced labels (seeded) and the same binarized inputs. Also M2's cost per epoch relative to
+the plain VAE.
+
+    python -m benchmarks.semi_supervised [--quick] [--epochs 10] [--seeds 0 1 2] [--labels 100 1000]
+                                         [--dataset fashion_mnist | mnist-test]
+
+`fashion_mnist` trains on the 60k training split and tests on the 10k test split; `mnist-test` trains
+on MNIST `test[:8000]` (../shared/data/mnist) and tests on `test[8000:]`.
+"""
+
+import argparse
+import pathlib
+import time
+
+import numpy as np
+
+from benchmarks.common import report
+
+MNIST_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+DATASETS = {  # name -> (load_dataset arguments, train split, test split)
+    "fashion_mnist": ({"name": "fashion_mnist"}, "train", "test"),
+    "mnist-test": ({"name": "mnist", "data_dir": str(MNIST_DIR)}, "test[:8000]", "test[8000:]"),
+}
+BATCH_SIZE = 100
+# The labels-only classifier sees its few labelled images this many times (freshly binarized each time):
+# enough to fit them exactly, as the paper's baseline does.
+BASELINE_STEPS = 2000
+
+
+def labels_only_accuracy(labelled_images, labels, test_images, test_labels, seed):
+    """Test accuracy of `tfvae.networks.mlp_classifier` (M2's q(y|x)) trained on the labelled examples alone."""
+    import keras
+    import tensorflow as tf
+
+    from tfvae.networks import mlp_classifier
+
+    keras.utils.set_random_seed(seed)
+    classifier = mlp_classifier(labelled_images.shape[1:], 10)
+    logits = keras.Sequential([classifier.body, classifier.to_logits])
+    logits.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(seed)
+    batches = tf.data.Dataset.from_tensor_slices((labelled_images, labels)).repeat().shuffle(1000, seed=seed)
+    batches = batches.batch(min(BATCH_SIZE, len(labels))).map(
+        lambda x, y: (tf.cast(tf.random.uniform(tf.shape(x), seed=int(rng.integers(1 << 30))) < x, tf.float32), y)
+    )
+    logits.fit(batches, steps_per_epoch=BASELINE_STEPS, epochs=1, verbose=0)
+    predictions = np.argmax(logits.predict(test_images, batch_size=1000, verbose=0), axis=1)
+    return float(np.mean(predictions == test_labels))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 epoch, one seed, 100 labels")
+    parser.add_argument("--dataset", choices=DATASETS, default="fashion_mnist")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--labels", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--latent-dim", type=int, default=50)
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.seeds, args.labels = 1, [0], [100]
+
+    import keras
+
+    import tfvae
+    from tfvae.data import load_dataset
+    from tfvae.evaluation import collect
+
+    source, train_split, test_split = DATASETS[args.dataset]
+    grey_train, all_labels = collect(load_dataset(**source, split=train_split, binarize="none", shuffle=False,
+                                                  with_labels=True, download=False))
+    test_images, test_labels = collect(load_dataset(**source, split=test_split, binarize="static", shuffle=False,
+                                                    with_labels=True, download=False))
+    rows, seconds_per_epoch = [], {}
+    for model in ("vae", "semi-supervised"):  # the cost of an epoch, on the first seed and label count
+        keras.utils.set_random_seed(0)
+        train = load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False,
+                             with_labels=model != "vae", labeled_examples=args.labels[0] if model != "vae" else None)
+        vae = (tfvae.VAE.for_images((28, 28, 1), latent_dim=args.latent_dim) if model == "vae" else
+               tfvae.SemiSupervisedVAE.for_images((28, 28, 1), 10, latent_dim=args.latent_dim))
+        if model != "vae":
+            vae.labeled_fraction = args.labels[0] / len(all_labels)
+        vae.compile()
+        vae.fit(train, epochs=1, verbose=0)  # compiles
+        start = time.perf_counter()
+        vae.fit(train, epochs=1, verbose=0)
+        seconds_per_epoch[model] = time.perf_counter() - start
+    for labeled_examples in args.labels:
+        for seed in args.seeds:
+            keras.utils.set_random_seed(seed)
+            train = load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False, seed=seed,
+                                 with_labels=True, labeled_examples=labeled_examples)
+            m2 = tfvae.SemiSupervisedVAE.for_images((28, 28, 1), 10, latent_dim=args.latent_dim, seed=seed)
+            m2.labeled_fraction = labeled_examples / len(all_labels)
+            m2.compile()
+            start = time.perf_counter()
+            m2.fit(train, epochs=args.epochs, verbose=0)
+            train_s = time.perf_counter() - start
+            kept = tfvae.data.keep_labels(all_labels, labeled_examples, seed)
+            chosen = kept >= 0
+            rows.append({
+                "dataset": args.dataset, "labels": labeled_examples, "seed": seed, "epochs": args.epochs,
+                "m2_accuracy": m2.accuracy(test_images, test_labels),
+                "labels_only_accuracy": labels_only_accuracy(grey_train[chosen], kept[chosen], test_images, test_labels, seed),
+                "m2_test_elbo": float(np.mean(m2.elbo(test_images, labels=test_labels, seed=0))),
+                "m2_train_s": train_s,
+            })
+            print(rows[-1], flush=True)
+    for labeled_examples in args.labels:
+        mine = [row for row in rows if row["labels"] == labeled_examples]
+        rows.append({
+            "dataset": args.dataset, "labels": labeled_examples, "seed": "mean",
+            "m2_accuracy": float(np.mean([row["m2_accuracy"] for row in mine])),
+            "labels_only_accuracy": float(np.mean([row["labels_only_accuracy"] for row in mine])),
+        })
+    rows.append({"dataset": args.dataset, "vae_s_per_epoch": seconds_per_epoch["vae"],
+                 "m2_s_per_epoch": seconds_per_epoch["semi-supervised"],
+                 "m2_cost_ratio": seconds_per_epoch["semi-supervised"] / seconds_per_epoch["vae"]})
+    report("semi_supervised", rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,9 +7,10 @@ reconstruction mean only, so `predict` and SavedModel signatures see tensors.
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from tfvae import networks, objectives
+from tfvae import completion, masks, networks, objectives
 from tfvae.base_model import BaseVAE
 from tfvae.distributions import standard_normal_prior
 from tfvae.limits import MAX_TENSOR_ELEMENTS, check_count
@@ -273,6 +274,75 @@ class VAE(BaseVAE):
         return self._map_batches(
             self._eval_function(f"iwae{num_samples}-{chunk_size}", bound), arrays, batch_size, seed, progress
         )
+
+    # Completion ---------------------------------------------------------------
+
+    def _completion_arrays(self, images, observed, labels):
+        """(images with missing pixels zeroed, 0/1 mask[, labels]), checked; missing pixels may hold NaN."""
+        mask = masks.check_observed(observed, images)
+        images = np.where(mask > 0, np.asarray(images, np.float32), 0.0).astype(np.float32)
+        return (images, mask, *self._data_arrays(images, labels)[1:])
+
+    def _completion_functions(self, condition):
+        return (lambda x: self._posterior(x, condition)), self._decoder_for(condition)
+
+    def _chunk_size(self, num_samples, batch_size):
+        return max(1, min(num_samples, IWAE_CHUNK_ELEMENTS // (batch_size * math.prod(self.image_shape))))
+
+    def complete(self, images, observed, method="importance", num_samples=1000, draws=None, seed=None,
+                 batch_size=100, labels=None):
+        """Images with their missing pixels filled in from p(x_m | x_o); observed pixels unchanged.
+
+        `observed` is True (or 1) where a pixel is known, of the images' shape or one
+        image's (see `tfvae.masks.make`); missing pixels may hold anything, NaN included.
+        `method` is "importance" (`num_samples` importance samples), "pseudo_gibbs" or
+        "metropolis_within_gibbs" (`num_samples` iterations; see `tfvae.completion`).
+        Returns E[x_m | x_o] in the missing pixels, or with `draws=M`, M completions
+        drawn from p(x_m | x_o), shape (M, N, H, W, C).
+        """
+        completion.check_method(method)
+        check_count("num_samples", num_samples)
+        check_count("batch_size", batch_size)
+        if draws is not None:
+            check_count("draws", draws, maximum=num_samples)
+        arrays = self._completion_arrays(images, observed, labels)
+        chunk_size = self._chunk_size(num_samples, batch_size)
+
+        def run(batch, mask, *condition_and_seed):
+            *condition, batch_seed = condition_and_seed
+            encode, decode = self._completion_functions(condition[0] if condition else None)
+            if method == "importance":
+                mean, drawn = completion.importance(batch, mask, encode, decode, self.prior(), batch_seed, num_samples,
+                                                    chunk_size, draws or 0)
+            else:
+                mean, drawn = completion.markov_chain(batch, mask, encode, decode, self.prior(), batch_seed, num_samples,
+                                                      method == "metropolis_within_gibbs", draws or 0)
+            return mean if draws is None else tf.transpose(drawn, [1, 0, 2, 3, 4])  # batches concatenate on axis 0
+
+        key = f"complete-{method}-{num_samples}-{draws}-{chunk_size}"
+        result = self._map_batches(self._eval_function(key, run), arrays, batch_size, seed)
+        return result if draws is None else tf.transpose(result, [1, 0, 2, 3, 4])
+
+    def conditional_log_likelihood(self, images, observed, num_samples=5000, batch_size=100, seed=None, labels=None):
+        """Per-example estimate of log p(x_m | x_o) in nats: log p(x) − log p(x_o), each importance-sampled.
+
+        How well a model completes: higher is better. The missing pixels of `images` must hold their true values.
+        """
+        check_count("num_samples", num_samples)
+        check_count("batch_size", batch_size)
+        check_images(images, self.image_shape, self.data_support)
+        arrays = self._completion_arrays(images, observed, labels)
+        arrays = (np.asarray(images, np.float32), *arrays[1:])
+        chunk_size = self._chunk_size(num_samples, batch_size)
+
+        def estimate(batch, mask, *condition_and_seed):
+            *condition, batch_seed = condition_and_seed
+            encode, decode = self._completion_functions(condition[0] if condition else None)
+            return completion.conditional_log_likelihood(batch, mask, encode, decode, self.prior(), batch_seed,
+                                                         num_samples, chunk_size, objectives.iwae_bound)
+
+        key = f"conditional-iwae-{num_samples}-{chunk_size}"
+        return self._map_batches(self._eval_function(key, estimate), arrays, batch_size, seed)
 
     # Serialization ------------------------------------------------------------
 

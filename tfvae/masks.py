@@ -1,0 +1,85 @@
+"""Which pixels are observed: the usual masks for data completion, and the check every completion runs.
+
+A mask is a boolean array, True where the pixel is known; `make` builds the
+common ones by name ("top_half", "random:0.5", "quadrants:3", ...).
+"""
+
+import numpy as np
+
+HALVES = {
+    "top_half": lambda h, w: (np.arange(h)[:, None] < h // 2) & np.ones((1, w), bool),
+    "bottom_half": lambda h, w: (np.arange(h)[:, None] >= h // 2) & np.ones((1, w), bool),
+    "left_half": lambda h, w: np.ones((h, 1), bool) & (np.arange(w)[None, :] < w // 2),
+    "right_half": lambda h, w: np.ones((h, 1), bool) & (np.arange(w)[None, :] >= w // 2),
+}
+NAMES = (*HALVES, "center", "random:P", "quadrants:N")
+
+
+def make(name, image_shape, seed=None):
+    """The mask `name` for one image of `image_shape` (H, W, C): a bool array, True where observed.
+
+    "top_half" etc. observe that half; "center" hides a square hole of half the
+    height and width in the middle; "random:P" hides each pixel with probability
+    P; "quadrants:N" observes N of the 4 quadrants, chosen by `seed`.
+    """
+    height, width, channels = (int(d) for d in image_shape)
+    rng = np.random.default_rng(seed)
+    kind, _, argument = str(name).partition(":")
+    if kind in HALVES and not argument:
+        plane = HALVES[kind](height, width)
+    elif kind == "center" and not argument:
+        plane = np.ones((height, width), bool)
+        top, left = height // 4, width // 4
+        plane[top : top + height // 2, left : left + width // 2] = False
+    elif kind == "random" and argument:
+        probability = _number(name, argument, float, 0, 1)
+        return rng.random((height, width, channels)) >= probability
+    elif kind == "quadrants" and argument:
+        count = _number(name, argument, int, 1, 3)
+        kept = rng.choice(4, count, replace=False)
+        rows, columns = np.arange(height)[:, None] >= height // 2, np.arange(width)[None, :] >= width // 2
+        plane = np.zeros((height, width), bool)
+        for quadrant in kept:
+            plane |= (rows == bool(quadrant // 2)) & (columns == bool(quadrant % 2))
+    else:
+        raise ValueError(f"Unknown mask {name!r}. Expected one of {', '.join(NAMES)}.")
+    return np.repeat(plane[:, :, None], channels, axis=2)
+
+
+def _number(name, text, kind, low, high):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    valid = value is not None and ((low < value < high) if kind is float else (low <= value <= high))
+    if not valid:
+        bounds = f"in ({low}, {high})" if kind is float else f"from {low} to {high}"
+        raise ValueError(f"Mask {name!r} needs a {kind.__name__} {bounds} after the colon, e.g. 'random:0.5'.")
+    return value
+
+
+def check_observed(observed, images):
+    """`observed` as a float32 0/1 array of `images`' shape (one image's mask is broadcast over the batch).
+
+    Each image must have some pixels observed and some missing, and no NaN among the observed ones.
+    """
+    images = np.asarray(images)
+    mask = np.asarray(observed)
+    if mask.dtype != bool and not (np.issubdtype(mask.dtype, np.number) and np.isin(mask, (0, 1)).all()):
+        raise ValueError("Expected observed to be boolean (or 0/1): True where the pixel is known.")
+    if mask.shape == images.shape[1:]:
+        mask = np.broadcast_to(mask, images.shape)
+    if mask.shape != images.shape:
+        raise ValueError(
+            f"Expected observed of shape {images.shape[1:]} (one image) or {images.shape} (one per image). "
+            f"Received: shape={mask.shape}. Build one with tfvae.masks.make(name, image_shape)."
+        )
+    mask = mask.astype(bool)
+    per_image = mask.reshape(len(mask), -1)
+    if not per_image.any(axis=1).all():
+        raise ValueError(f"observed has no known pixel in image {int(np.argmin(per_image.any(axis=1)))}: nothing to complete from.")
+    if per_image.all(axis=1).any():
+        raise ValueError(f"observed marks every pixel of image {int(np.argmax(per_image.all(axis=1)))} as known: nothing to complete.")
+    if np.isnan(images[mask]).any():
+        raise ValueError("Observed pixels hold NaN. Mark them as missing (observed=False) or fill them in.")
+    return mask.astype(np.float32)

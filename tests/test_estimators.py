@@ -233,17 +233,18 @@ def test_dreg_encoder_snr_grows_with_k_while_iwae_falls(model):
 
 
 @pytest.mark.slow
-def test_on_fashion_mnist_dreg_has_the_higher_encoder_snr_at_small_k(fashion_model):
+def test_on_fashion_mnist_dreg_has_the_higher_encoder_snr_and_lower_variance(fashion_model):
     # On a model trained on the ELBO for 3 epochs, q is far from the posterior and the importance weights are
-    # heavy-tailed: IWAE's encoder SNR falls from K=1 to K=10 and DReG's stays above it, but neither grows with K
-    # (measured over two trainings: IWAE 0.53-0.76, 0.43-0.68, 0.45-0.76 and DReG 0.73-1.00, 0.62-0.82,
-    # 0.50-0.71 at K = 1, 10, 100). The growth with K shows where q is close to p(z|x): see the
-    # linear-Gaussian test above.
+    # heavy-tailed: neither estimator's SNR moves reliably with K here (over four trainings IWAE's went
+    # 0.53-0.77 at K=1 and 0.43-0.79 at K=10), but DReG's is above IWAE's every time (by 1.2-1.4x) with a lower
+    # variance. The growth with K shows where q is close to p(z|x): see the linear-Gaussian test above.
     vae, batch = fashion_model
-    snr = encoder_snr_by_k(vae, batch[:16], (1, 10), num_draws=60)
-    iwae, dreg = snr["reparameterization"], snr["doubly_reparameterized"]
-    assert iwae[1] < iwae[0], snr
-    assert dreg[0] > 1.1 * iwae[0] and dreg[1] > 1.1 * iwae[1], snr
+    for k in (1, 10):
+        result = gradient_variance(vae, batch[:16], ("reparameterization", "doubly_reparameterized"), num_draws=60, seed=1,
+                                   objective="iwae", num_samples=k)
+        iwae, dreg = result["reparameterization"], result["doubly_reparameterized"]
+        assert dreg["encoder_snr"] > 1.1 * iwae["encoder_snr"], (k, result)
+        assert dreg["encoder_variance"] < iwae["encoder_variance"], (k, result)
 
 
 @pytest.mark.slow

@@ -150,3 +150,32 @@ def test_on_mnist_every_method_beats_the_per_pixel_mean(mnist_vae, binarized_mni
     drawn = vae.complete(images[:10], observed, method="metropolis_within_gibbs", num_samples=500, draws=4, seed=0).numpy()
     assert np.all(drawn[:, :, observed] == images[:10][:, observed])
     assert not np.array_equal(drawn[0], drawn[1])
+
+
+@pytest.mark.slow
+def test_cli_completes_scores_and_draws_a_grid(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+    from conftest import MNIST_DIR
+    from tfvae.cli.main import main
+
+    run = tmp_path / "run"
+    mnist = ["--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--no-download"]
+    result = CliRunner().invoke(main, ["train", *mnist, "--train-split", "test[:4000]", "--eval-split", "test[9000:9200]",
+                                       "--epochs", "3", "--latent-dim", "8", "--log-likelihood-samples", "0",
+                                       "--output-dir", str(run), "--no-export", "--quiet"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "completions.png"
+    result = CliRunner().invoke(main, ["complete", str(run), *mnist, "--split", "test[9000:9100]", "--mask", "top_half",
+                                       "--method", "importance", "--num-samples", "200", "--draws", "2", "--out", str(out),
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["num_examples"] == 100 and metrics["missing_pixels_per_image"] == 14 * 28
+    assert metrics["accuracy"] > metrics["baseline_accuracy"], metrics  # baseline: the run's training split's pixel means
+    assert metrics["conditional_log_likelihood"] > metrics["baseline_log_likelihood"], metrics
+    picture = keras.utils.img_to_array(keras.utils.load_img(out, color_mode="grayscale"))
+    assert picture.shape[:2] == (16 * 28, 5 * 28)  # 16 rows: original, observed part, completion, 2 draws
+    result = CliRunner().invoke(main, ["complete", str(run), *mnist, "--mask", "upper_half"])
+    assert result.exit_code == 1 and "Unknown mask 'upper_half'" in result.output and "Traceback" not in result.output

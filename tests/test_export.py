@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 import tfvae
-from tfvae.export import SERVING_ELBO_SEED, export_saved_model
+from tfvae import completion, masks
+from tfvae.export import SERVING_COMPLETION_SAMPLES, SERVING_ELBO_SEED, export_saved_model
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +47,7 @@ LOADER = textwrap.dedent(
         "decode": dict(z=inputs["z"]),
         "sample": dict(count=tf.constant(6), seed=tf.constant(11)),
         "elbo": dict(images=inputs["images"]),
+        "complete": dict(images=inputs["holes"], observed=inputs["observed"], seed=tf.constant(3)),
     }
     out = {}
     for name, kwargs in calls.items():
@@ -62,7 +64,9 @@ LOADER = textwrap.dedent(
 def test_fresh_tensorflow_only_process_serves_every_signature(exported, tmp_path):
     vae, _, path, images = exported
     z = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
-    np.savez(tmp_path / "in.npz", images=images, z=z)
+    observed = np.broadcast_to(masks.make("top_half", images.shape[1:]), images.shape).astype(np.float32)
+    holes = np.where(observed > 0, images, np.nan).astype(np.float32)  # what is missing may be NaN
+    np.savez(tmp_path / "in.npz", images=images, holes=holes, z=z, observed=observed)
     (tmp_path / "load.py").write_text(LOADER)
     subprocess.run([sys.executable, tmp_path / "load.py", path, tmp_path / "in.npz", tmp_path / "out.npz"], check=True)
     out = dict(np.load(tmp_path / "out.npz"))
@@ -80,6 +84,9 @@ def test_fresh_tensorflow_only_process_serves_every_signature(exported, tmp_path
         "elbo/elbo": terms["elbo"],
         "elbo/reconstruction": terms["reconstruction"],
         "elbo/kl": terms["kl"],
+        "complete/completion": completion.importance(
+            tf.constant(images), tf.constant(observed), vae._posterior, vae._decoder_for(), vae.prior(), tf.constant([3, 0]),
+            SERVING_COMPLETION_SAMPLES, vae._chunk_size(SERVING_COMPLETION_SAMPLES, 100))[0],
     }
     for key, value in expected.items():
         np.testing.assert_allclose(out[key], np.asarray(value), rtol=1e-4, atol=1e-4, err_msg=key)

@@ -257,6 +257,11 @@ def test_cli_semi_supervised_run_reports_accuracy_and_exports_a_classifier(tmp_p
     elbo = served.signatures["elbo"](images=images, labels=tf.constant([1, 1, 1, 1], tf.int32))
     assert np.all(np.isfinite(elbo["elbo"].numpy()))
 
+    completed = CliRunner().invoke(main, ["complete", str(run), *data, "--split", "test[9000:9020]", "--mask", "random:0.5",
+                                          "--num-samples", "50", "--draws", "0", "--out", str(tmp_path / "c.png"), "--json"])
+    assert completed.exit_code == 0, completed.output  # completion given the true labels of a labelled model
+    assert json.loads(completed.stdout)["num_examples"] == 20
+
     out = tmp_path / "sevens.png"
     result = CliRunner().invoke(main, ["sample", str(run), "--label", "7", "-n", "8", "--out", str(out)])
     assert result.exit_code == 0 and out.exists(), result.output

@@ -16,8 +16,7 @@ import math
 import tensorflow as tf
 
 from tfvae.distributions import RANDOM_ALGORITHM, reparameterized_sample
-
-METHODS = ("importance", "pseudo_gibbs", "metropolis_within_gibbs")
+from tfvae.names import COMPLETION_METHODS as METHODS
 
 # Reconstructions that refine the proposal's input before importance sampling (`proposal_input`).
 PROPOSAL_ITERATIONS = 10
@@ -35,8 +34,8 @@ def observed_log_prob(likelihood, images, observed):
 
 
 def _filled(images, observed, values):
-    """`images` where observed, `values` elsewhere."""
-    return observed * images + (1.0 - observed) * values
+    """`images` where observed, `values` elsewhere (NaN in missing pixels never leaks through)."""
+    return tf.where(observed > 0, images, values)
 
 
 def proposal_input(images, observed, encode, decode, iterations=PROPOSAL_ITERATIONS):
@@ -58,6 +57,7 @@ def importance(images, observed, encode, decode, prior, seed, num_samples, chunk
 
     Draws are chosen with the Gumbel-max trick chunk by chunk, so memory stays flat in `num_samples`.
     """
+    images = _filled(images, observed, 0.0)  # missing pixels may hold NaN
     proposal = encode(proposal_input(images, observed, encode, decode))
     batch = tf.shape(images)[0]
     running_max = tf.fill([batch], -float("inf"))
@@ -102,6 +102,7 @@ def markov_chain(images, observed, encode, decode, prior, seed, num_samples, met
     `metropolis` False is pseudo-Gibbs; True accepts each proposed z with the
     Metropolis-Hastings ratio of p(x̂, z)/q(z | x̂) between proposal and current z.
     """
+    images = _filled(images, observed, 0.0)  # missing pixels may hold NaN
     burn_in = num_samples // 2
     kept = num_samples - burn_in
     spacing = max(1, kept // max(draws, 1))

@@ -6,6 +6,7 @@ Signatures (all return dicts of float32 tensors, batch dimension None):
   decode: z -> mean (and logits for a Bernoulli likelihood)
   sample: count, seed -> images (the same seed gives the same images)
   elbo:   images -> elbo, reconstruction, kl (nats; noise from a fixed seed, so answers repeat)
+  complete: images, observed (1 where known), seed -> completion (importance sampling, 1000 samples)
 Conditional models add `labels` (int32, one per example) to every input but
 `sample`, which takes labels, seed -> one image per label; semi-supervised
 models add classify: images -> probabilities (q(y|x), one column per class).
@@ -21,7 +22,7 @@ import shutil
 import keras
 import tensorflow as tf
 
-from tfvae import run_directory
+from tfvae import completion, run_directory
 from tfvae._version import __version__
 from tfvae.distributions import BernoulliLikelihood
 
@@ -31,6 +32,8 @@ TEMPORARY_VERSION = re.compile(r"\.tmp-(\d+)-(\d+)")  # .tmp-<version>-<pid of t
 
 # The seed of the one-sample ELBO served by the `elbo` signature.
 SERVING_ELBO_SEED = (0, 0)
+# Importance samples per image behind the `complete` signature.
+SERVING_COMPLETION_SAMPLES = 1000
 EXTRA_DIR = "assets.extra"  # TF Serving's folder for files that travel with a SavedModel
 
 
@@ -78,6 +81,17 @@ def serving_functions(vae):
         "sample": sample,
         "elbo": (elbo, [image_spec, *label_specs]),
     }
+    completion_chunk = vae._chunk_size(SERVING_COMPLETION_SAMPLES, 100)
+
+    def complete(images, observed, seed, *labels):
+        mean, _ = completion.importance(
+            images, observed, lambda x: vae._posterior(x, *labels), vae._decoder_for(*labels), vae.prior(),
+            tf.stack([seed, 0]), SERVING_COMPLETION_SAMPLES, completion_chunk,
+        )
+        return {"completion": mean}
+
+    observed_spec = tf.TensorSpec((None, *vae.image_shape), tf.float32, name="observed")
+    functions["complete"] = (complete, [image_spec, observed_spec, scalar("seed"), *label_specs])
     if hasattr(vae, "classify"):
         functions["classify"] = (lambda images: {"probabilities": vae.classifier(images).probs_parameter()}, [image_spec])
     return functions

@@ -56,3 +56,14 @@ def save_reconstructions(vae, images, path, labels=None):
     reconstructions = vae.reconstruct(images, labels if vae.conditional else None).numpy()
     pairs = np.stack([images, reconstructions], axis=1).reshape(-1, *images.shape[1:])
     return save_png(grid(pairs, columns=2 * math.ceil(math.sqrt(len(images)))), path)
+
+
+def save_completions(path, images, observed, completed, drawn=None):
+    """One row per image: the original, its observed part (missing pixels grey), the completion, then any draws."""
+    images = np.asarray(images, np.float32)
+    observed = np.broadcast_to(np.asarray(observed) > 0, images.shape)
+    columns = [images, np.where(observed, images, 0.5), np.asarray(completed)]
+    if drawn is not None:
+        columns.extend(np.asarray(drawn))
+    rows = np.stack(columns, axis=1).reshape(-1, *images.shape[1:])
+    return save_png(grid(rows, columns=len(columns)), path)

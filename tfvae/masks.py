@@ -6,13 +6,14 @@ common ones by name ("top_half", "random:0.5", "quadrants:3", ...).
 
 import numpy as np
 
+from tfvae.names import MASKS
+
 HALVES = {
     "top_half": lambda h, w: (np.arange(h)[:, None] < h // 2) & np.ones((1, w), bool),
     "bottom_half": lambda h, w: (np.arange(h)[:, None] >= h // 2) & np.ones((1, w), bool),
     "left_half": lambda h, w: np.ones((h, 1), bool) & (np.arange(w)[None, :] < w // 2),
     "right_half": lambda h, w: np.ones((h, 1), bool) & (np.arange(w)[None, :] >= w // 2),
 }
-NAMES = (*HALVES, "center", "random:P", "quadrants:N")
 
 
 def make(name, image_shape, seed=None):
@@ -42,7 +43,7 @@ def make(name, image_shape, seed=None):
         for quadrant in kept:
             plane |= (rows == bool(quadrant // 2)) & (columns == bool(quadrant % 2))
     else:
-        raise ValueError(f"Unknown mask {name!r}. Expected one of {', '.join(NAMES)}.")
+        raise ValueError(f"Unknown mask {name!r}. Expected one of {', '.join(MASKS)}.")
     return np.repeat(plane[:, :, None], channels, axis=2)
 
 

@@ -18,3 +18,9 @@ MODELS = {
     "conditional": "ConditionalVAE: p(x|y), every example labelled",
     "semi-supervised": "SemiSupervisedVAE (M2): p(x|y) and q(y|x) from a few labels (--labeled-examples)",
 }
+
+# How `VAE.complete` fills in missing pixels (tfvae.completion).
+COMPLETION_METHODS = ("importance", "pseudo_gibbs", "metropolis_within_gibbs")
+
+# The masks `tfvae.masks.make` builds by name (P a probability, N a count of quadrants).
+MASKS = ("top_half", "bottom_half", "left_half", "right_half", "center", "random:P", "quadrants:N")

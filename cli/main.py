@@ -281,6 +281,41 @@ def complete(model, dataset, data_dir, no_download, split, train_split, mask, me
     click.echo(f"Wrote {path}", err=as_json)
 
 
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(exists=True))
+@data_options
+@click.option("--split", default="test", help="Held-out images to encode and interpolate.")
+@click.option("-n", "--num-images", type=click.IntRange(2, 20000), default=5000, help="Images in the latent-space plot.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default="explore", show_default=True)
+@user_errors
+def explore(model, dataset, data_dir, no_download, split, num_images, out_dir):
+    """Pictures of a trained MODEL: latent space, manifold, interpolations, KL per dimension, training curves."""
+    import pathlib
+
+    from tfvae import plots
+    from tfvae.checkpoints import load_model
+    from tfvae.data import load_dataset
+    from tfvae.evaluation import collect
+    from tfvae.run_directory import check_writable
+
+    check_writable(out_dir, "--out-dir")
+    vae = load_model(model)
+    options = {"split": split, "data_dir": data_dir, "download": not no_download, "binarize": "static", "shuffle": False,
+               "batch_size": 500}
+    try:
+        data = load_dataset(dataset, with_labels=True, **options)
+    except ValueError:  # a split without labels: fine unless the model is conditional
+        if vae.conditional:
+            raise
+        data = load_dataset(dataset, **options)
+    images, labels = collect(data, num_images)
+    if labels is None:
+        logging.getLogger("tfvae").warning("%s has no labels: latent_space.png uses one colour.", dataset)
+    metrics_csv = pathlib.Path(model) / "metrics.csv"
+    for path in plots.explore(vae, images, labels, out_dir, metrics_csv, plots.CLASS_NAMES.get(dataset)):
+        click.echo(f"Wrote {path}")
+
+
 @main.command("gradient-variance", context_settings=CONTEXT)
 @click.argument("model", type=click.Path(exists=True))
 @data_options

@@ -13,6 +13,7 @@ _LAZY_ATTRIBUTES = {
     "ConditionalVAE": ("tfvae.conditional", "ConditionalVAE"),
     "SemiSupervisedVAE": ("tfvae.semi_supervised", "SemiSupervisedVAE"),
     "KLWarmup": ("tfvae.callbacks", "KLWarmup"),
+    "TensorBoardImages": ("tfvae.callbacks", "TensorBoardImages"),
     "load_model": ("tfvae.checkpoints", "load_model"),
 }
 
@@ -22,6 +23,7 @@ __all__ = [  # noqa: RUF022 -- grouped: version, classes, submodules
     "ConditionalVAE",
     "SemiSupervisedVAE",
     "KLWarmup",
+    "TensorBoardImages",
     "load_model",
     "allocator",
     "base_model",

@@ -1,6 +1,7 @@
-"""Training callbacks: KL warm-up and a guard that stops a diverging run with a clear message."""
+"""Training callbacks: KL warm-up, a guard that stops a diverging run with a clear message, and TensorBoard pictures."""
 
 import math
+import pathlib
 
 import keras
 import numpy as np
@@ -86,3 +87,54 @@ class DivergenceGuard(keras.callbacks.Callback):
             )
         if self.message:
             self.model.stop_training = True
+
+
+class TensorBoardImages(keras.callbacks.Callback):
+    """After each epoch, writes to TensorBoard a grid of prior samples (fixed seed), `images` beside their
+    reconstructions, the per-dimension KL of `images` as a histogram and the active units as a scalar.
+
+    `images` (and `labels` for conditional models) are a few held-out examples;
+    the summaries go to `log_dir`/images, beside Keras's own scalars.
+    """
+
+    def __init__(self, log_dir, images, labels=None, seed=0, num_samples=64):
+        super().__init__()
+        self.log_dir = str(pathlib.Path(log_dir) / "images")
+        self.images = np.asarray(images, np.float32)
+        self.labels = None if labels is None else np.asarray(labels)
+        self.seed = seed
+        self.num_samples = num_samples
+        self._writer = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        from tfvae.evaluation import ACTIVE_UNIT_THRESHOLD
+        from tfvae.images import grid
+
+        vae = self.model
+        labels = self.labels if vae.conditional else None
+        if vae.conditional:
+            classes = np.repeat(np.arange(vae.num_classes), max(1, self.num_samples // vae.num_classes))
+            samples = grid(vae.sample(len(classes), seed=self.seed, labels=classes).numpy(), columns=len(classes) // vae.num_classes)
+        else:
+            samples = grid(vae.sample(self.num_samples, seed=self.seed).numpy())
+        shown = self.images[:32]
+        pairs = np.stack([shown, vae.reconstruct(shown, None if labels is None else labels[:32]).numpy()], axis=1)
+        reconstructions = grid(pairs.reshape(-1, *shown.shape[1:]), columns=2 * math.ceil(math.sqrt(len(shown))))
+        posterior = vae.encode(self.images, labels)
+        loc, scale = posterior.mean().numpy(), posterior.stddev().numpy()
+        kl = np.mean(0.5 * (scale**2 + loc**2 - 1.0) - np.log(scale), axis=0)
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default(step=epoch):
+            tf.summary.image("samples", samples[None], description="Images from the prior, the same seed every epoch")
+            tf.summary.image("reconstructions", reconstructions[None], description="Held-out images beside reconstructions")
+            tf.summary.histogram("kl_per_dimension", kl, description="Held-out KL of each latent dimension (nats)")
+            tf.summary.scalar("active_units", int(np.sum(np.var(loc, axis=0) > ACTIVE_UNIT_THRESHOLD)))
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

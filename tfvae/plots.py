@@ -6,6 +6,8 @@ matplotlib is imported inside the functions, so importing tfvae (and `tfvae --he
 import os
 import pathlib
 
+import numpy as np
+
 
 def _pyplot():
     import matplotlib
@@ -42,3 +44,192 @@ def gradient_variance_chart(results, title="Gradient variance of each estimator"
     axes.set_title(title)
     axes.legend()
     return figure
+
+
+# Pictures of a trained model (`explore` writes them all) -------------------------------------
+
+CLASS_NAMES = {
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+    "mnist": tuple(str(d) for d in range(10)),
+}
+
+
+def _tiles(images, rows, columns):
+    """(rows * columns, H, W, C) images in [0, 1] as one (rows*H, columns*W) grey or RGB array."""
+    from tfvae.images import grid
+
+    picture = grid(images, columns=columns)
+    return picture[..., 0] if picture.shape[-1] == 1 else picture
+
+
+def _encode_means(vae, images, labels):
+    condition = [labels] if vae.conditional else []
+    return np.concatenate([vae.encode(images[s : s + 1000], *[c[s : s + 1000] for c in condition]).mean().numpy()
+                           for s in range(0, len(images), 1000)])
+
+
+def leading_plane(means):
+    """(centre, 2 x latent_dim orthonormal basis): the identity plane for 2-d latents, else the two leading
+    principal directions of the posterior means."""
+    latent_dim = means.shape[1]
+    if latent_dim == 1:
+        return np.zeros(1), np.eye(1)
+    if latent_dim == 2:
+        return np.zeros(2), np.eye(2)
+    centre = means.mean(axis=0)
+    _, _, directions = np.linalg.svd(means - centre, full_matrices=False)
+    return centre, directions[:2]
+
+
+def _plane_note(latent_dim):
+    return "" if latent_dim <= 2 else f" (the 2 leading principal directions of {latent_dim})"
+
+
+def latent_space(vae, images, labels=None, class_names=None, colour_by=None):
+    """Posterior means of `images`, coloured by `labels` (or by `colour_by`, e.g. predicted classes)."""
+    plt = _pyplot()
+    means = _encode_means(vae, images, labels)
+    centre, basis = leading_plane(means)
+    points = (means - centre) @ basis.T
+    colours = labels if colour_by is None else colour_by
+    figure, axes = plt.subplots(figsize=(7.5, 6))
+    if points.shape[1] == 1:
+        points = np.concatenate([points, np.zeros_like(points)], axis=1)
+    if colours is None:
+        axes.scatter(points[:, 0], points[:, 1], s=4, alpha=0.6, color="tab:blue")
+        title = "Posterior means of held-out images (no labels: one colour)"
+    else:
+        scatter = axes.scatter(points[:, 0], points[:, 1], c=colours, s=4, alpha=0.7, cmap="tab10",
+                               vmin=-0.5, vmax=9.5 if int(np.max(colours)) < 10 else None)
+        classes = np.unique(colours)
+        names = [class_names[c] if class_names is not None and c < len(class_names) else str(c) for c in classes]
+        handles = [plt.Line2D([], [], marker="o", linestyle="", color=scatter.cmap(scatter.norm(c))) for c in classes]
+        axes.legend(handles, names, fontsize=8, loc="best", markerscale=1.2)
+        title = "Posterior means of held-out images, coloured by " + ("class" if colour_by is None else "predicted class")
+    axes.set_title(title + _plane_note(vae.latent_dim), fontsize=10)
+    axes.set_xlabel("z₁" if vae.latent_dim <= 2 else "first principal direction")
+    axes.set_ylabel("z₂" if vae.latent_dim <= 2 else "second principal direction")
+    return figure
+
+
+def manifold_grid(size=20, low=0.05, high=0.95):
+    """Latent coordinates at Gaussian quantiles (Kingma & Welling's figure 4): norm.ppf of an even grid in (0, 1)."""
+    from scipy.stats import norm
+
+    return norm.ppf(np.linspace(low, high, size))
+
+
+def manifold(vae, images, labels=None, size=20, label=None):
+    """Decoder means over a grid of the latent plane at Gaussian quantiles; conditional models take `label`."""
+    plt = _pyplot()
+    means = _encode_means(vae, images, labels)
+    centre, basis = leading_plane(means)
+    values = manifold_grid(size)
+    if vae.latent_dim == 1:
+        codes = values[:, None]
+        rows, columns = 1, size
+    else:
+        first, second = np.meshgrid(values, values[::-1])  # second coordinate grows upwards
+        codes = centre + np.stack([first.ravel(), second.ravel()], axis=1) @ basis
+        rows, columns = size, size
+    condition = [np.full(len(codes), 0 if label is None else label)] if vae.conditional else []
+    decoded = vae.decode(codes.astype(np.float32), *condition).mean().numpy()
+    figure, axes = plt.subplots(figsize=(8, 8 * rows / columns + 0.6))
+    axes.imshow(_tiles(decoded, rows, columns), cmap="gray", extent=(0, columns, 0, rows))
+    axes.set_xticks(np.arange(columns) + 0.5, [f"{v:.1f}" for v in values], fontsize=6)
+    axes.set_yticks(np.arange(rows) + 0.5, [f"{v:.1f}" for v in values][:rows], fontsize=6)
+    axes.set_xlabel("first coordinate (Gaussian quantiles 0.05 … 0.95)")
+    axes.set_ylabel("second coordinate")
+    class_note = f", class {0 if label is None else label}" if vae.conditional else ""
+    axes.set_title(f"Learned manifold: decoder means over the latent plane{_plane_note(vae.latent_dim)}{class_note}",
+                   fontsize=10)
+    return figure
+
+
+def slerp(start, end, steps):
+    """Spherical interpolation between latent codes (rows of `start` and `end`), `steps` points each: (N, steps, d)."""
+    fractions = np.linspace(0.0, 1.0, steps)[None, :, None]
+    unit = lambda v: v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    angle = np.arccos(np.clip(np.sum(unit(start) * unit(end), axis=-1), -1.0, 1.0))[:, None, None]
+    small = angle < 1e-4
+    sine = np.where(small, 1.0, np.sin(angle))
+    spherical = (np.sin((1 - fractions) * angle) * start[:, None] + np.sin(fractions * angle) * end[:, None]) / sine
+    linear = (1 - fractions) * start[:, None] + fractions * end[:, None]
+    return np.where(small, linear, spherical)
+
+
+def interpolations(vae, images, labels=None, pairs=8, steps=10):
+    """Rows of decoder means along spherical paths between the posterior means of pairs of images."""
+    plt = _pyplot()
+    count = min(pairs, len(images) // 2)
+    means = _encode_means(vae, images[: 2 * count], None if labels is None else labels[: 2 * count])
+    path = slerp(means[:count], means[count : 2 * count], steps).reshape(-1, vae.latent_dim)
+    condition = [np.repeat(labels[:count], steps)] if vae.conditional else []
+    decoded = vae.decode(path.astype(np.float32), *condition).mean().numpy()
+    figure, axes = plt.subplots(figsize=(steps * 0.8, count * 0.8 + 0.6))
+    axes.imshow(_tiles(decoded, count, steps), cmap="gray")
+    axes.set_axis_off()
+    axes.set_title("Spherical interpolation between the posterior means of image pairs (left → right)", fontsize=10)
+    return figure
+
+
+def kl_per_dimension(vae, images, labels=None, threshold=None):
+    """The held-out KL(q(z_d|x) || N(0, 1)) of each latent dimension, largest first, with the active-unit threshold."""
+    from tfvae.evaluation import ACTIVE_UNIT_THRESHOLD
+
+    plt = _pyplot()
+    condition = [labels] if vae.conditional else []
+    posterior = vae.encode(images[:2000], *[c[:2000] for c in condition])
+    loc, scale = posterior.mean().numpy(), posterior.stddev().numpy()
+    kl = np.mean(0.5 * (scale**2 + loc**2 - 1.0) - np.log(scale), axis=0)
+    activity = np.var(loc, axis=0)
+    order = np.argsort(kl)[::-1]
+    threshold = ACTIVE_UNIT_THRESHOLD if threshold is None else threshold
+    active = activity[order] > threshold
+    figure, axes = plt.subplots(figsize=(max(6, 0.3 * vae.latent_dim + 2), 4.5))
+    axes.bar(np.arange(len(kl)), kl[order], color=np.where(active, "tab:blue", "tab:gray"))
+    axes.set_xticks(np.arange(len(kl)), [str(d) for d in order], fontsize=7)
+    axes.set_xlabel(f"latent dimension (sorted by KL); grey: inactive, Var[E_q z] ≤ {threshold:g}")
+    axes.set_ylabel("KL per image (nats)")
+    axes.set_title(f"KL per latent dimension: {int(active.sum())} of {vae.latent_dim} units active", fontsize=10)
+    return figure
+
+
+def training_curves(metrics_csv):
+    """Training and validation loss, reconstruction and KL per epoch, from a run's `metrics.csv`."""
+    import csv
+
+    plt = _pyplot()
+    with open(metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{metrics_csv} holds no epochs yet.")
+    epochs = [int(row["epoch"]) + 1 for row in rows]
+    figure, all_axes = plt.subplots(1, 3, figsize=(13, 4))
+    for axes, name in zip(all_axes, ("loss", "reconstruction", "kl")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            if prefix + name in rows[0]:
+                axes.plot(epochs, [float(row[prefix + name]) for row in rows], style, marker="o", markersize=3,
+                          label="validation" if prefix else "training")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(f"{name} (nats per image)")
+        axes.set_title(name)
+        axes.legend()
+    figure.suptitle("Training curves")
+    return figure
+
+
+def explore(vae, images, labels, out_dir, metrics_csv=None, class_names=None):
+    """Writes latent_space, manifold, interpolations, kl_per_dimension (and training_curves) PNGs; returns their paths."""
+    out_dir = pathlib.Path(out_dir)
+    colour_by = vae.classify(images).mode().numpy() if hasattr(vae, "classify") else None
+    figures = {
+        "latent_space": lambda: latent_space(vae, images, labels, class_names, colour_by),
+        "manifold": lambda: manifold(vae, images, labels),
+        "interpolations": lambda: interpolations(vae, images, labels),
+        "kl_per_dimension": lambda: kl_per_dimension(vae, images, labels),
+    }
+    if metrics_csv is not None and pathlib.Path(metrics_csv).is_file():
+        figures["training_curves"] = lambda: training_curves(metrics_csv)
+    return [save(make(), out_dir / f"{name}.png") for name, make in figures.items()]

@@ -20,7 +20,7 @@ import pathlib
 import keras
 
 from tfvae import allocator, checkpoints, evaluation, export, images, objectives, precision, run_directory, strategies
-from tfvae.callbacks import DivergenceGuard, KLWarmup
+from tfvae.callbacks import DivergenceGuard, KLWarmup, TensorBoardImages
 from tfvae.checkpoints import load_model  # noqa: F401 -- tfvae.training.load_model stays available
 from tfvae.conditional import ConditionalVAE
 from tfvae.data import load_dataset
@@ -286,6 +286,8 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
         checkpoints.AtomicCheckpoint(checkpoint_dir, is_writer=chief, skip_epoch=lambda: guard.message is not None),
         keras.callbacks.CSVLogger(str(log_dir / "metrics.csv"), append=initial_epoch > 0),
         keras.callbacks.TensorBoard(log_dir=str(log_dir / "logs")),
+        *([TensorBoardImages(log_dir / "logs", *evaluation.collect(eval_data, 256), seed=config.seed)]
+          if strategies.is_chief(strategy) else []),
         *callbacks,
     ]
     history = {}

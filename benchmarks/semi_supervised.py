@@ -69,7 +69,7 @@ def main():
     from tfvae.evaluation import collect
 
     source, train_split, test_split = DATASETS[args.dataset]
-    grey_train, all_labels = collect(load_dataset(**source, split=train_split, binarize="none", shuffle=False,
+    grey_train, all_labels = collect(load_dataset(**source, split=train_split, binarize=None, shuffle=False,
                                                   with_labels=True, download=False))
     test_images, test_labels = collect(load_dataset(**source, split=test_split, binarize="static", shuffle=False,
                                                     with_labels=True, download=False))

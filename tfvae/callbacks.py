@@ -109,7 +109,7 @@ class TensorBoardImages(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
-        from tfvae.evaluation import ACTIVE_UNIT_THRESHOLD
+        from tfvae import evaluation
         from tfvae.images import grid
 
         vae = self.model
@@ -122,16 +122,15 @@ class TensorBoardImages(keras.callbacks.Callback):
         shown = self.images[:32]
         pairs = np.stack([shown, vae.reconstruct(shown, None if labels is None else labels[:32]).numpy()], axis=1)
         reconstructions = grid(pairs.reshape(-1, *shown.shape[1:]), columns=2 * math.ceil(math.sqrt(len(shown))))
-        posterior = vae.encode(self.images, labels)
-        loc, scale = posterior.mean().numpy(), posterior.stddev().numpy()
-        kl = np.mean(0.5 * (scale**2 + loc**2 - 1.0) - np.log(scale), axis=0)
+        statistics = evaluation.latent_statistics(vae, self.images, labels)
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         with self._writer.as_default(step=epoch):
             tf.summary.image("samples", samples[None], description="Images from the prior, the same seed every epoch")
             tf.summary.image("reconstructions", reconstructions[None], description="Held-out images beside reconstructions")
-            tf.summary.histogram("kl_per_dimension", kl, description="Held-out KL of each latent dimension (nats)")
-            tf.summary.scalar("active_units", int(np.sum(np.var(loc, axis=0) > ACTIVE_UNIT_THRESHOLD)))
+            tf.summary.histogram("kl_per_dimension", statistics["kl"], description="Held-out KL of each latent dimension (nats)")
+            active = int(np.sum(statistics["activity"] > evaluation.ACTIVE_UNIT_THRESHOLD))
+            tf.summary.scalar("active_units", active)
         self._writer.flush()
 
     def on_train_end(self, logs=None):

@@ -1,7 +1,6 @@
 """Held-out evaluation: ELBO terms, importance-sampled log-likelihood, active units, and accuracy where a model classifies."""
 
 import numpy as np
-import tensorflow as tf
 
 # A latent unit is active when its posterior mean varies across the data by more
 # than this (Burda et al. 2015, section 5.2).
@@ -22,13 +21,25 @@ def collect(dataset, limit=None):
     return np.concatenate(images)[:limit], (np.concatenate(labels)[:limit] if labels else None)
 
 
+def posterior_moments(vae, images, labels=None, batch_size=1000):
+    """(means, standard deviations) of q(z|x) for `images` (given `labels` for conditional models), (N, latent_dim) each."""
+    labels = labels if vae.conditional else None
+    parts = [vae.encode(images[s : s + batch_size], None if labels is None else labels[s : s + batch_size])
+             for s in range(0, len(images), batch_size)]
+    return (np.concatenate([p.mean().numpy() for p in parts]), np.concatenate([p.stddev().numpy() for p in parts]))
+
+
+def latent_statistics(vae, images, labels=None):
+    """Per latent dimension over `images`: `kl`, the mean KL(q(z_d|x) || N(0, 1)) in nats, and `activity`,
+    the variance of the posterior mean (a unit is active above ACTIVE_UNIT_THRESHOLD)."""
+    loc, scale = posterior_moments(vae, images, labels)
+    return {"kl": np.mean(0.5 * (scale**2 + loc**2 - 1.0) - np.log(scale), axis=0), "activity": np.var(loc, axis=0)}
+
+
 def active_units(vae, images, threshold=ACTIVE_UNIT_THRESHOLD, labels=None):
     """The number of latent dimensions whose posterior mean has variance > `threshold` over `images`."""
-    means = tf.concat([
-        vae.encode(images[start : start + 1000], *([] if labels is None else [labels[start : start + 1000]])).mean()
-        for start in range(0, len(images), 1000)
-    ], 0)
-    return int(np.sum(np.var(means.numpy(), axis=0) > threshold))
+    means, _ = posterior_moments(vae, images, labels)
+    return int(np.sum(np.var(means, axis=0) > threshold))
 
 
 def evaluate(vae, images, log_likelihood_samples=1000, seed=0, labels=None):

@@ -64,9 +64,9 @@ def _tiles(images, rows, columns):
 
 
 def _encode_means(vae, images, labels):
-    condition = [labels] if vae.conditional else []
-    return np.concatenate([vae.encode(images[s : s + 1000], *[c[s : s + 1000] for c in condition]).mean().numpy()
-                           for s in range(0, len(images), 1000)])
+    from tfvae.evaluation import posterior_moments
+
+    return posterior_moments(vae, images, labels)[0]
 
 
 def leading_plane(means):
@@ -176,16 +176,14 @@ def interpolations(vae, images, labels=None, pairs=8, steps=10):
 
 def kl_per_dimension(vae, images, labels=None, threshold=None):
     """The held-out KL(q(z_d|x) || N(0, 1)) of each latent dimension, largest first, with the active-unit threshold."""
-    from tfvae.evaluation import ACTIVE_UNIT_THRESHOLD
+    from tfvae import evaluation
 
     plt = _pyplot()
-    condition = [labels] if vae.conditional else []
-    posterior = vae.encode(images[:2000], *[c[:2000] for c in condition])
-    loc, scale = posterior.mean().numpy(), posterior.stddev().numpy()
-    kl = np.mean(0.5 * (scale**2 + loc**2 - 1.0) - np.log(scale), axis=0)
-    activity = np.var(loc, axis=0)
+    images, labels = images[:2000], None if labels is None else labels[:2000]
+    statistics = evaluation.latent_statistics(vae, images, labels)
+    kl, activity = statistics["kl"], statistics["activity"]
     order = np.argsort(kl)[::-1]
-    threshold = ACTIVE_UNIT_THRESHOLD if threshold is None else threshold
+    threshold = evaluation.ACTIVE_UNIT_THRESHOLD if threshold is None else threshold
     active = activity[order] > threshold
     figure, axes = plt.subplots(figsize=(max(6, 0.3 * vae.latent_dim + 2), 4.5))
     axes.bar(np.arange(len(kl)), kl[order], color=np.where(active, "tab:blue", "tab:gray"))

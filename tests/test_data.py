@@ -98,3 +98,20 @@ def test_missing_data_dir_and_bad_batch_size():
         load_dataset("mnist", data_dir="/no/such/folder")
     with pytest.raises(ValueError, match="Expected batch_size >= 1"):
         load_dataset("mnist", data_dir=MNIST_DIR, batch_size=0)
+
+
+def test_few_labels_get_a_share_of_every_batch(mnist_test_images):
+    from tfvae.data.pipeline import array_pipeline, make_pipeline
+
+    labels = np.full(1000, -1)
+    labels[:20] = np.arange(20) % 10
+    images = (mnist_test_images[:1000] * 255).astype(np.uint8)
+    for dataset in (make_pipeline(images, labels, 100, binarize="dynamic", with_labels=True, seed=3),
+                    array_pipeline((images.astype(np.float32) / 255, labels), 100, seed=3)):
+        batches = [y.numpy() for _, y in dataset]
+        assert [int((y >= 0).sum()) for y in batches] == [10] * 11  # 10% labelled in every batch
+        everything = np.concatenate(batches)
+        assert (everything == -1).sum() == 980  # one pass over the unlabelled examples per epoch
+        assert set(everything[everything >= 0]) == set(range(10))  # the labelled ones cycle
+    plenty = np.arange(1000) % 10  # every label known: plain batches
+    assert [len(y) for _, y in array_pipeline((images, plenty), 100, seed=3)] == [100] * 10

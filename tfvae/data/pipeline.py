@@ -15,6 +15,10 @@ PARALLEL_BATCHES = 2
 
 BINARIZATIONS = (None, "static", "dynamic")
 
+# Semi-supervised training: the least share of each batch given to labelled examples (cycled), as in
+# Kingma et al. 2014's code; without it 100 labels among 60 000 images meet a batch of 128 once in 5 steps.
+LABELLED_SHARE = 0.1
+
 
 def _binarize(images, seed):
     """Bernoulli(intensity / 255) pixels as float32, from uint8 images and a stateless seed.
@@ -45,7 +49,9 @@ def make_pipeline(
 
     `binarize="dynamic"` draws fresh binary pixels for every batch of every
     epoch; "static" binarizes each image once with `seed`, the same whatever
-    the batching; None keeps grey levels.
+    the batching; None keeps grey levels. Shuffled labelled data where few
+    labels are known (−1 marks the rest) gets `LABELLED_SHARE` of every batch
+    from the labelled examples, cycled; an epoch is one pass over the unlabelled ones.
     """
     if binarize not in BINARIZATIONS:
         raise ValueError(f"Unknown binarize {binarize!r}. Expected one of {BINARIZATIONS}.")
@@ -53,7 +59,10 @@ def make_pipeline(
     labels = tf.constant(labels)
     if binarize == "static":
         images = tf.cast(_binarize(images, tf.constant([seed, 0], tf.int64)) * 255, tf.uint8)
-    batches = _batched_indices(int(images.shape[0]), batch_size, shuffle, seed, drop_remainder)
+    if shuffle and with_labels and _needs_mixing(labels.numpy(), batch_size):
+        batches = _mixed_indices(labels.numpy(), batch_size, seed, drop_remainder)
+    else:
+        batches = _batched_indices(int(images.shape[0]), batch_size, shuffle, seed, drop_remainder)
     if binarize == "dynamic":
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         batches = tf.data.Dataset.zip(batches, seeds).map(
@@ -77,17 +86,40 @@ def _batched_indices(count, batch_size, shuffle, seed, drop_remainder=False):
     return indices.batch(batch_size, drop_remainder=drop_remainder)
 
 
+def _needs_mixing(labels, batch_size):
+    known = int((labels >= 0).sum())
+    return 0 < known < len(labels) * LABELLED_SHARE and batch_size >= 2
+
+
+def _mixed_indices(labels, batch_size, seed, drop_remainder=False):
+    """Batches of indices, each `LABELLED_SHARE` labelled (cycled, reshuffled) and the rest unlabelled."""
+    labelled_per_batch = max(1, round(batch_size * LABELLED_SHARE))
+    labelled = tf.data.Dataset.from_tensor_slices(tf.where(labels >= 0)[:, 0])
+    unlabelled = tf.data.Dataset.from_tensor_slices(tf.where(labels < 0)[:, 0])
+    labelled = labelled.repeat().shuffle(int((labels >= 0).sum()), seed=seed, reshuffle_each_iteration=True)
+    unlabelled = unlabelled.shuffle(int((labels < 0).sum()), seed=seed, reshuffle_each_iteration=True)
+    return tf.data.Dataset.zip(
+        unlabelled.batch(batch_size - labelled_per_batch, drop_remainder=drop_remainder), labelled.batch(labelled_per_batch)
+    ).map(lambda u, l: tf.concat([u, l], 0))
+
+
 def array_pipeline(arrays, batch_size, shuffle=True, seed=None):
     """Batches of in-memory arrays (one array, or a tuple of equal-length ones) gathered by shuffled index.
 
     What `fit` uses for NumPy input: the arrays become constants once, and each
-    batch is one gather, so no per-example work is paid.
+    batch is one gather, so no per-example work is paid. (images, labels) with few
+    labels known are mixed as in `make_pipeline`.
     """
     arrays = tf.nest.map_structure(
         lambda a: tf.constant(a, tf.float32 if tf.as_dtype(a.dtype).is_floating else None), arrays
     )
     count = int(tf.nest.flatten(arrays)[0].shape[0])
-    batches = _batched_indices(count, batch_size, shuffle, seed).map(
+    labels = arrays[1].numpy() if isinstance(arrays, tuple) and len(arrays) == 2 and arrays[1].dtype.is_integer else None
+    if shuffle and labels is not None and _needs_mixing(labels, batch_size):  # semi-supervised (images, labels)
+        indices = _mixed_indices(labels, batch_size, seed)
+    else:
+        indices = _batched_indices(count, batch_size, shuffle, seed)
+    batches = indices.map(
         lambda index: tf.nest.map_structure(lambda array: tf.gather(array, index), arrays)
     )
     return _finish(batches)

@@ -24,6 +24,7 @@ class ConditionalVAE(VAE):
     """
 
     conditional = True
+    allows_unlabelled = False  # whether label −1 (unknown) may appear in training data
 
     def __init__(self, encoder, decoder, **kwargs):
         if not encoder.num_classes or encoder.num_classes != decoder.num_classes:
@@ -68,7 +69,7 @@ class ConditionalVAE(VAE):
         if isinstance(x, tf.data.Dataset):
             check_labelled_dataset(x, name)
         else:
-            check_labels(y, len(x), self.num_classes, name=f"the labels of {name}")
+            check_labels(y, len(x), self.num_classes, allow_unlabelled=self.allows_unlabelled, name=f"the labels of {name}")
 
     def call(self, inputs):
         """Reconstruction means of (images, labels): tensors only, for predict and serving."""

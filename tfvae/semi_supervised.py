@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tfvae import networks, objectives
 from tfvae.conditional import ConditionalVAE
-from tfvae.validation import check_fit_input, check_images, check_labelled_dataset, check_labels
+from tfvae.validation import check_images, check_labels
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -30,6 +30,7 @@ class SemiSupervisedVAE(ConditionalVAE):
     """
 
     tracked = ("loss", "reconstruction", "kl", "elbo", "classification", "accuracy")
+    allows_unlabelled = True
 
     def __init__(self, encoder, decoder, classifier, alpha=0.1, labeled_fraction=None, **kwargs):
         if classifier.num_classes != encoder.num_classes:
@@ -95,15 +96,6 @@ class SemiSupervisedVAE(ConditionalVAE):
             per_class, self.classifier(images), labels, self.alpha, self._labeled_fraction if training else None
         )
         return self._updating_baseline(terms, training)
-
-    def check_data(self, x, y=None, name="x"):
-        if x is None:
-            return
-        check_fit_input(x, self.image_shape, self.data_support, name)
-        if isinstance(x, tf.data.Dataset):
-            check_labelled_dataset(x, name)
-        else:
-            check_labels(y, len(x), self.num_classes, allow_unlabelled=True, name=f"the labels of {name}")
 
     def fit(self, x=None, y=None, *args, **kwargs):
         if y is not None and not isinstance(x, tf.data.Dataset):

@@ -39,11 +39,8 @@ class ConditionalVAE(VAE):
                    gaussian_scale=0.1, **vae_options):
         """An MLP or conv encoder/decoder pair conditioned on `num_classes` classes."""
         networks.check_num_classes(num_classes, minimum=2)
-        make_encoder, make_decoder, _ = networks.networks_for(architecture)
-        likelihood_options = {"scale": gaussian_scale} if likelihood == "gaussian" else {}
         return cls(
-            make_encoder(input_shape, latent_dim, num_classes=num_classes),
-            make_decoder(input_shape, latent_dim, likelihood=likelihood, num_classes=num_classes, **likelihood_options),
+            *networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale, num_classes),
             **vae_options,
         )
 

@@ -103,13 +103,8 @@ class VAE(BaseVAE):
 
         `gaussian_scale` (a float σ, or "learned") applies to `likelihood="gaussian"` only.
         """
-        make_encoder, make_decoder, _ = networks.networks_for(architecture)
-        likelihood_options = {"scale": gaussian_scale} if likelihood == "gaussian" else {}
-        return cls(
-            make_encoder(input_shape, latent_dim),
-            make_decoder(input_shape, latent_dim, likelihood=likelihood, **likelihood_options),
-            **vae_options,
-        )
+        return cls(*networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale),
+                   **vae_options)
 
     @property
     def image_shape(self):

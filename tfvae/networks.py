@@ -56,8 +56,24 @@ def one_hot(labels, num_classes, dtype):
     return tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=dtype)
 
 
+class _Network(keras.Model):
+    """A network built around Keras objects (`nested`) that its config holds serialized."""
+
+    nested = ("body",)
+
+    def get_config(self):
+        return {**super().get_config(), **{key: keras.saving.serialize_keras_object(getattr(self, key)) for key in self.nested}}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in cls.nested:
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package="tfvae")
-class Encoder(keras.Model):
+class Encoder(_Network):
     """Images (B, H, W, C) -> q(z|x) = MultivariateNormalDiag over `latent_dim`.
 
     With `num_classes` > 0, `call(images, labels)` gives q(z|x, y); the body
@@ -95,18 +111,11 @@ class Encoder(keras.Model):
             "image_shape": self.image_shape,
             "latent_dim": self.latent_dim,
             "num_classes": self.num_classes,
-            "body": keras.saving.serialize_keras_object(self.body),
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["body"] = keras.saving.deserialize_keras_object(config["body"])
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
-class Decoder(keras.Model):
+class Decoder(_Network):
     """Latent codes (..., latent_dim) -> p(x|z) over images of `image_shape`.
 
     Leading sample dimensions are flattened around the body, because Keras
@@ -115,6 +124,8 @@ class Decoder(keras.Model):
     z ⊕ one-hot(y), of width latent_dim + num_classes; labels (B,) broadcast
     over z's leading sample dimensions.
     """
+
+    nested = ("body", "likelihood")
 
     def __init__(self, image_shape, latent_dim, body, likelihood, num_classes=0, **kwargs):
         super().__init__(**kwargs)
@@ -146,20 +157,11 @@ class Decoder(keras.Model):
             "image_shape": self.image_shape,
             "latent_dim": self.latent_dim,
             "num_classes": self.num_classes,
-            "body": keras.saving.serialize_keras_object(self.body),
-            "likelihood": keras.saving.serialize_keras_object(self.likelihood),
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("body", "likelihood"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
-class Classifier(keras.Model):
+class Classifier(_Network):
     """Images (B, H, W, C) -> q(y|x) = Categorical over `num_classes` (the classifier of model M2)."""
 
     def __init__(self, image_shape, num_classes, body, **kwargs):
@@ -184,14 +186,7 @@ class Classifier(keras.Model):
             **super().get_config(),
             "image_shape": self.image_shape,
             "num_classes": self.num_classes,
-            "body": keras.saving.serialize_keras_object(self.body),
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["body"] = keras.saving.deserialize_keras_object(config["body"])
-        return cls(**config)
 
 
 def _features_body(input_shape, feature_layers, hidden_units, activation, num_classes, name):
@@ -341,3 +336,16 @@ def networks_for(architecture):
             f"Unknown architecture {architecture!r}. Expected one of {sorted(ARCHITECTURES)}."
         )
     return ARCHITECTURES[architecture]
+
+
+def image_networks(input_shape, latent_dim, architecture="mlp", likelihood="bernoulli", gaussian_scale=0.1, num_classes=0):
+    """(encoder, decoder) of `architecture` for images of `input_shape`, conditioned on `num_classes` classes if > 0.
+
+    `gaussian_scale` (a float σ, or "learned") applies to `likelihood="gaussian"` only.
+    """
+    make_encoder, make_decoder, _ = networks_for(architecture)
+    likelihood_options = {"scale": gaussian_scale} if likelihood == "gaussian" else {}
+    return (
+        make_encoder(input_shape, latent_dim, num_classes=num_classes),
+        make_decoder(input_shape, latent_dim, likelihood=likelihood, num_classes=num_classes, **likelihood_options),
+    )

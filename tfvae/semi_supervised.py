@@ -53,11 +53,9 @@ class SemiSupervisedVAE(ConditionalVAE):
                    gaussian_scale=0.1, alpha=0.1, **vae_options):
         """M2 with MLP or conv networks; the classifier has the encoder's body."""
         networks.check_num_classes(num_classes, minimum=2)
-        make_encoder, make_decoder, make_classifier = networks.networks_for(architecture)
-        likelihood_options = {"scale": gaussian_scale} if likelihood == "gaussian" else {}
+        make_classifier = networks.networks_for(architecture)[2]
         return cls(
-            make_encoder(input_shape, latent_dim, num_classes=num_classes),
-            make_decoder(input_shape, latent_dim, likelihood=likelihood, num_classes=num_classes, **likelihood_options),
+            *networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale, num_classes),
             make_classifier(input_shape, num_classes),
             alpha=alpha,
             **vae_options,

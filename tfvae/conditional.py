@@ -36,11 +36,12 @@ class ConditionalVAE(VAE):
 
     @classmethod
     def for_images(cls, input_shape, num_classes, latent_dim=20, architecture="mlp", likelihood="bernoulli",
-                   gaussian_scale=0.1, **vae_options):
-        """An MLP or conv encoder/decoder pair conditioned on `num_classes` classes."""
+                   gaussian_scale=0.1, missing_data=False, **vae_options):
+        """An MLP or conv encoder/decoder pair conditioned on `num_classes` classes (NaN pixels allowed with `missing_data`)."""
         networks.check_num_classes(num_classes, minimum=2)
         return cls(
-            *networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale, num_classes),
+            *networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale, num_classes,
+                                     missing_data),
             **vae_options,
         )
 
@@ -62,7 +63,7 @@ class ConditionalVAE(VAE):
     def check_data(self, x, y=None, name="x"):
         if x is None:
             return
-        check_fit_input(x, self.image_shape, self.data_support, name)
+        check_fit_input(x, self.image_shape, self.data_support, name, allow_missing=self.missing_data)
         if isinstance(x, tf.data.Dataset):
             check_labelled_dataset(x, name)
         else:

@@ -40,6 +40,21 @@ def reparameterized_sample(posterior, num_samples, seed):
     return posterior.loc + posterior.scale.diag_part() * noise
 
 
+def observed_log_prob(likelihood, images, observed):
+    """log p(x_o | z): the likelihood's per-pixel log-probabilities summed over observed pixels, shape (..., B).
+
+    `observed` is 1 (or True) where a pixel is known; missing pixels may hold anything, NaN included.
+    """
+    known = tf.cast(observed, tf.bool)
+    per_pixel = likelihood.distribution.log_prob(tf.where(known, images, tf.zeros_like(images)))
+    return tf.reduce_sum(tf.where(known, per_pixel, tf.zeros_like(per_pixel)), axis=[-3, -2, -1])
+
+
+def image_log_prob(likelihood, images, observed=None):
+    """log p(x|z) over every pixel, or over the observed ones (`observed_log_prob`) when a mask is given."""
+    return likelihood.log_prob(images) if observed is None else observed_log_prob(likelihood, images, observed)
+
+
 @keras.saving.register_keras_serializable(package="tfvae")
 class GaussianPosterior(keras.layers.Layer):
     """Maps features of width 2 * latent_dim to q(z|x) = N(loc, diag(scale²)).

@@ -86,7 +86,7 @@ def serving_functions(vae):
     def complete(images, observed, seed, *labels):
         mean, _ = completion.importance(
             images, observed, lambda x: vae._posterior(x, *labels), vae._decoder_for(*labels), vae.prior(),
-            tf.stack([seed, 0]), SERVING_COMPLETION_SAMPLES, completion_chunk,
+            tf.stack([seed, 0]), SERVING_COMPLETION_SAMPLES, completion_chunk, marks_missing=vae.missing_data,
         )
         return {"completion": mean}
 

@@ -47,6 +47,25 @@ def make(name, image_shape, seed=None):
     return np.repeat(plane[:, :, None], channels, axis=2)
 
 
+def hide_at_random(missing, shape, seed=None):
+    """Observed masks of `shape` (N, H, W, C) for `missing="random:P"`: each pixel hidden with probability P.
+
+    What `tfvae.data.load_dataset(..., missing=...)` uses to make complete data incomplete, fixed by `seed`.
+    """
+    return np.random.default_rng(seed).random(shape, dtype=np.float32) >= missing_probability(missing)
+
+
+def missing_probability(missing):
+    """P of `missing="random:P"`, or a ValueError naming the expected form."""
+    kind, _, argument = str(missing).partition(":")
+    if kind != "random" or not argument:
+        raise ValueError(
+            "Expected missing='random:P' (each pixel missing with probability P, e.g. 'random:0.5'). "
+            f"Received: missing={missing!r}"
+        )
+    return _number(missing, argument, float, 0, 1)
+
+
 def _number(name, text, kind, low, high):
     try:
         value = kind(text)

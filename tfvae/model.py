@@ -40,6 +40,11 @@ class VAE(BaseVAE):
     anneal it); `kl` is "analytic" or "monte_carlo". `fit` reports `loss`
     (= −bound when β = 1), `reconstruction`, `kl` and `elbo`, in nats per example.
 
+    Built with `missing_data=True` (its encoder's setting), the model trains on
+    images whose missing pixels are NaN: bounds count the observed pixels only,
+    so they bound log p(x_o), and the encoder sees the zero-filled image and
+    its mask (MIWAE, Mattei & Frellsen 2019).
+
     #### Example
     ```python
     vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=20)
@@ -97,14 +102,16 @@ class VAE(BaseVAE):
         architecture="mlp",
         likelihood="bernoulli",
         gaussian_scale=0.1,
+        missing_data=False,
         **vae_options,
     ):
         """The common case: an MLP or conv encoder/decoder pair for images of `input_shape`.
 
-        `gaussian_scale` (a float σ, or "learned") applies to `likelihood="gaussian"` only.
+        `gaussian_scale` (a float σ, or "learned") applies to `likelihood="gaussian"` only;
+        `missing_data=True` trains on images whose missing pixels are NaN.
         """
-        return cls(*networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale),
-                   **vae_options)
+        return cls(*networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale,
+                                            missing_data=missing_data), **vae_options)
 
     @property
     def image_shape(self):
@@ -117,6 +124,15 @@ class VAE(BaseVAE):
     @property
     def data_support(self):
         return self.decoder.likelihood.support
+
+    @property
+    def missing_data(self):
+        """Whether images may mark missing pixels with NaN (the encoder was built to see the mask)."""
+        return self.encoder.missing_data
+
+    def _observed(self, images):
+        """The 0/1 mask of known pixels for models that take missing data; None (every pixel known) otherwise."""
+        return tf.cast(tf.math.is_finite(images), tf.float32) if self.missing_data else None
 
     def build(self, input_shape):
         # The networks build themselves from their shapes; only unbuilt ones need it.
@@ -154,6 +170,7 @@ class VAE(BaseVAE):
             kl=self.kl,
             beta=self.beta,
             baseline=self.baseline if self.gradient_estimator == "score_function" else 0.0,
+            observed=self._observed(images),
         )
 
     def compute_terms(self, data, seed, training=False):
@@ -167,7 +184,7 @@ class VAE(BaseVAE):
         return terms
 
     def check_data(self, x, y=None, name="x"):
-        check_fit_input(x, self.image_shape, self.data_support, name)
+        check_fit_input(x, self.image_shape, self.data_support, name, allow_missing=self.missing_data)
 
     def _condition(self, labels, count):
         """`labels` checked for `count` examples, as the networks take them; None for an unconditional model."""
@@ -181,7 +198,7 @@ class VAE(BaseVAE):
         return self.decoder(self.encoder(images).mean()).mean()
 
     def _checked(self, images):
-        check_images(images, self.image_shape, self.data_support)
+        check_images(images, self.image_shape, self.data_support, allow_missing=self.missing_data)
         return tf.convert_to_tensor(images, tf.float32)
 
     def encode(self, images, labels=None):
@@ -223,7 +240,7 @@ class VAE(BaseVAE):
 
     def _data_arrays(self, images, labels):
         """(images,) or (images, labels): what batched inference maps over, checked."""
-        check_images(images, self.image_shape, self.data_support)
+        check_images(images, self.image_shape, self.data_support, allow_missing=self.missing_data)
         condition = self._condition(labels, len(images))
         return (images,) if condition is None else (images, condition)
 
@@ -250,6 +267,7 @@ class VAE(BaseVAE):
 
         Uses q(z|x) as proposal with `num_samples` (K) draws, evaluated in
         chunks so large K fits in memory; the estimate rises towards log p(x) as K grows.
+        For images with missing (NaN) pixels, of a model built with `missing_data`, it estimates log p(x_o).
         `progress` (a stage name) shows a progress bar in a terminal.
         """
         check_count("num_samples", num_samples)
@@ -262,7 +280,7 @@ class VAE(BaseVAE):
             condition = condition[0] if condition else None
             return objectives.iwae_bound(
                 batch, self._posterior(batch, condition), self._decoder_for(condition), self.prior(), batch_seed,
-                num_samples, chunk_size,
+                num_samples, chunk_size, observed=self._observed(batch),
             )
 
         arrays = self._data_arrays(images, labels)
@@ -273,7 +291,16 @@ class VAE(BaseVAE):
     # Completion ---------------------------------------------------------------
 
     def _completion_arrays(self, images, observed, labels):
-        """(images with missing pixels zeroed, 0/1 mask[, labels]), checked; missing pixels may hold NaN."""
+        """(images with missing pixels zeroed, 0/1 mask[, labels]), checked; missing pixels may hold NaN.
+
+        Without `observed`, the NaN pixels are the missing ones."""
+        if observed is None:
+            observed = np.isfinite(np.asarray(images))
+            if observed.all():
+                raise ValueError(
+                    "Nothing to complete: the images hold no NaN. Pass observed, True where a pixel is known "
+                    "(e.g. tfvae.masks.make('top_half', image_shape)), or mark the missing pixels with NaN."
+                )
         mask = masks.check_observed(observed, images)
         images = np.where(mask > 0, np.asarray(images, np.float32), 0.0).astype(np.float32)
         return (images, mask, *self._data_arrays(images, labels)[1:])
@@ -284,12 +311,13 @@ class VAE(BaseVAE):
     def _chunk_size(self, num_samples, batch_size):
         return max(1, min(num_samples, IWAE_CHUNK_ELEMENTS // (batch_size * math.prod(self.image_shape))))
 
-    def complete(self, images, observed, method="importance", num_samples=1000, draws=None, seed=None,
+    def complete(self, images, observed=None, method="importance", num_samples=1000, draws=None, seed=None,
                  batch_size=100, labels=None):
         """Images with their missing pixels filled in from p(x_m | x_o); observed pixels unchanged.
 
         `observed` is True (or 1) where a pixel is known, of the images' shape or one
         image's (see `tfvae.masks.make`); missing pixels may hold anything, NaN included.
+        Without `observed`, the NaN pixels of `images` are the missing ones.
         `method` is "importance" (`num_samples` importance samples), "pseudo_gibbs" or
         "metropolis_within_gibbs" (`num_samples` iterations; see `tfvae.completion`).
         Returns E[x_m | x_o] in the missing pixels, or with `draws=M`, M completions
@@ -308,7 +336,7 @@ class VAE(BaseVAE):
             encode, decode = self._completion_functions(condition[0] if condition else None)
             if method == "importance":
                 mean, drawn = completion.importance(batch, mask, encode, decode, self.prior(), batch_seed, num_samples,
-                                                    chunk_size, draws or 0)
+                                                    chunk_size, draws or 0, marks_missing=self.missing_data)
             else:
                 mean, drawn = completion.markov_chain(batch, mask, encode, decode, self.prior(), batch_seed, num_samples,
                                                       method == "metropolis_within_gibbs", draws or 0)
@@ -334,7 +362,8 @@ class VAE(BaseVAE):
             *condition, batch_seed = condition_and_seed
             encode, decode = self._completion_functions(condition[0] if condition else None)
             return completion.conditional_log_likelihood(batch, mask, encode, decode, self.prior(), batch_seed,
-                                                         num_samples, chunk_size, objectives.iwae_bound)
+                                                         num_samples, chunk_size, objectives.iwae_bound,
+                                                         marks_missing=self.missing_data)
 
         key = f"conditional-iwae-{num_samples}-{chunk_size}"
         return self._map_batches(self._eval_function(key, estimate), arrays, batch_size, seed)

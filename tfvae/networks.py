@@ -6,7 +6,9 @@ Each wraps a plain Keras `body` (MLP or convolutional) and a distribution head
 from `tfvae.distributions`, so new architectures only need a new body. With
 `num_classes` > 0 the encoder and decoder are conditional: the one-hot label
 joins the decoder's input (z ⊕ y) and the encoder's first dense layer's input,
-giving q(z|x, y) and p(x|z, y).
+giving q(z|x, y) and p(x|z, y). With `missing_data`, the encoder takes images whose
+missing pixels are NaN and gives its body the zero-filled image and the observed
+mask side by side (2C channels), as MIWAE's encoder sees them (Mattei & Frellsen 2019).
 """
 
 import math
@@ -77,21 +79,27 @@ class Encoder(_Network):
     """Images (B, H, W, C) -> q(z|x) = MultivariateNormalDiag over `latent_dim`.
 
     With `num_classes` > 0, `call(images, labels)` gives q(z|x, y); the body
-    then takes [images, one-hot labels (B, num_classes)].
+    then takes [images, one-hot labels (B, num_classes)]. With `missing_data`,
+    NaN marks a missing pixel and the body takes (B, H, W, 2C): the zero-filled
+    image and its 0/1 observed mask.
     """
 
-    def __init__(self, image_shape, latent_dim, body, num_classes=0, **kwargs):
+    def __init__(self, image_shape, latent_dim, body, num_classes=0, missing_data=False, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = check_image_shape(image_shape)
         self.latent_dim = check_latent_dim(latent_dim)
         self.num_classes = check_num_classes(num_classes)
+        self.missing_data = bool(missing_data)
         self.body = body
         self.to_params = keras.layers.Dense(2 * latent_dim, dtype="float32", name="to_params")
         self.posterior = GaussianPosterior(name="posterior")
         self.build((None, *self.image_shape))
 
     def _body_shape(self, input_shape):
-        return [tuple(input_shape), (None, self.num_classes)] if self.num_classes else tuple(input_shape)
+        images_shape = tuple(input_shape)
+        if self.missing_data:
+            images_shape = (*images_shape[:-1], 2 * images_shape[-1])  # image ⊕ mask
+        return [images_shape, (None, self.num_classes)] if self.num_classes else images_shape
 
     def build(self, input_shape):
         if not self.body.built:
@@ -100,6 +108,9 @@ class Encoder(_Network):
         self.built = True
 
     def call(self, images, labels=None):
+        if self.missing_data:
+            observed = tf.math.is_finite(images)
+            images = tf.concat([tf.where(observed, images, tf.zeros_like(images)), tf.cast(observed, images.dtype)], axis=-1)
         inputs = images
         if self.num_classes:
             inputs = [images, one_hot(labels, self.num_classes, images.dtype)]
@@ -111,6 +122,7 @@ class Encoder(_Network):
             "image_shape": self.image_shape,
             "latent_dim": self.latent_dim,
             "num_classes": self.num_classes,
+            "missing_data": self.missing_data,
         }
 
 
@@ -222,10 +234,17 @@ def _conv_body(input_shape, filters, kernel_size, hidden_units, num_classes, nam
     return _features_body(input_shape, [*convolutions, keras.layers.Flatten()], hidden_units, "relu", num_classes, name)
 
 
-def mlp_encoder(input_shape, latent_dim, hidden_units=(400,), activation="relu", num_classes=0):
+def _with_mask_channels(input_shape, missing_data):
+    """The encoder body's input shape: the image's, with as many mask channels again under `missing_data`."""
+    height, width, channels = check_image_shape(input_shape)
+    return (height, width, 2 * channels if missing_data else channels)
+
+
+def mlp_encoder(input_shape, latent_dim, hidden_units=(400,), activation="relu", num_classes=0, missing_data=False):
     """Fully connected encoder: flatten, `hidden_units` dense layers, Gaussian head (q(z|x, y) with `num_classes`)."""
-    body = _mlp_body(input_shape, hidden_units, activation, check_num_classes(num_classes), "mlp_encoder_body")
-    return Encoder(input_shape, latent_dim, body, num_classes=num_classes, name="encoder")
+    body = _mlp_body(_with_mask_channels(input_shape, missing_data), hidden_units, activation,
+                     check_num_classes(num_classes), "mlp_encoder_body")
+    return Encoder(input_shape, latent_dim, body, num_classes=num_classes, missing_data=missing_data, name="encoder")
 
 
 def mlp_classifier(input_shape, num_classes, hidden_units=(400,), activation="relu"):
@@ -265,10 +284,12 @@ def mlp_decoder(
     return Decoder(output_shape, latent_dim, body, head, num_classes=num_classes, name="decoder")
 
 
-def conv_encoder(input_shape, latent_dim, filters=(32, 64), kernel_size=3, hidden_units=(256,), num_classes=0):
+def conv_encoder(input_shape, latent_dim, filters=(32, 64), kernel_size=3, hidden_units=(256,), num_classes=0,
+                 missing_data=False):
     """Convolutional encoder: stride-2 convolutions, then dense layers, Gaussian head (q(z|x, y) with `num_classes`)."""
-    body = _conv_body(input_shape, filters, kernel_size, hidden_units, check_num_classes(num_classes), "conv_encoder_body")
-    return Encoder(input_shape, latent_dim, body, num_classes=num_classes, name="encoder")
+    body = _conv_body(_with_mask_channels(input_shape, missing_data), filters, kernel_size, hidden_units,
+                      check_num_classes(num_classes), "conv_encoder_body")
+    return Encoder(input_shape, latent_dim, body, num_classes=num_classes, missing_data=missing_data, name="encoder")
 
 
 def conv_classifier(input_shape, num_classes, filters=(32, 64), kernel_size=3, hidden_units=(256,)):
@@ -338,14 +359,16 @@ def networks_for(architecture):
     return ARCHITECTURES[architecture]
 
 
-def image_networks(input_shape, latent_dim, architecture="mlp", likelihood="bernoulli", gaussian_scale=0.1, num_classes=0):
+def image_networks(input_shape, latent_dim, architecture="mlp", likelihood="bernoulli", gaussian_scale=0.1, num_classes=0,
+                   missing_data=False):
     """(encoder, decoder) of `architecture` for images of `input_shape`, conditioned on `num_classes` classes if > 0.
 
-    `gaussian_scale` (a float σ, or "learned") applies to `likelihood="gaussian"` only.
+    `gaussian_scale` (a float σ, or "learned") applies to `likelihood="gaussian"` only; with
+    `missing_data` the encoder takes images whose missing pixels are NaN.
     """
     make_encoder, make_decoder, _ = networks_for(architecture)
     likelihood_options = {"scale": gaussian_scale} if likelihood == "gaussian" else {}
     return (
-        make_encoder(input_shape, latent_dim, num_classes=num_classes),
+        make_encoder(input_shape, latent_dim, num_classes=num_classes, missing_data=missing_data),
         make_decoder(input_shape, latent_dim, likelihood=likelihood, num_classes=num_classes, **likelihood_options),
     )

@@ -14,7 +14,9 @@ the bound's gradient is estimated; each returns a surrogate "loss" whose value i
 
 Every function takes the posterior q(z|x) (a `tfd` distribution with batch shape (B,)),
 `decode` (z -> p(x|z)), the prior, an int32 stateless `seed` of shape [2], and returns
-per-example values in nats. Models pass their networks in, so conditional models
+per-example values in nats. With an `observed` mask (1 where a pixel is known) the
+likelihood counts the observed pixels only, so images with missing pixels give bounds
+on log p(x_o) (as in MIWAE, Mattei & Frellsen 2019). Models pass their networks in, so conditional models
 (which decode with labels) share every line here.
 """
 
@@ -23,7 +25,7 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.distributions import RANDOM_ALGORITHM, reparameterized_sample
+from tfvae.distributions import RANDOM_ALGORITHM, image_log_prob, reparameterized_sample
 from tfvae.names import GRADIENT_ESTIMATORS, OBJECTIVES
 
 tfd = tfp.distributions
@@ -115,6 +117,7 @@ def bound_terms(
     kl="analytic",
     beta=1.0,
     baseline=0.0,
+    observed=None,
 ):
     """Per-example terms of the chosen bound and estimator for one batch: a dict of (B,) tensors.
 
@@ -133,9 +136,9 @@ def bound_terms(
     if gradient_estimator not in PATHWISE:
         z = tf.stop_gradient(z)
     if gradient_estimator == "doubly_reparameterized" and objective == "iwae":
-        log_likelihood, dreg_surrogate = _dreg_pieces(images, posterior, decode, prior, z, beta)
+        log_likelihood, dreg_surrogate = _dreg_pieces(images, posterior, decode, prior, z, beta, observed)
     else:
-        log_likelihood = decode(z).log_prob(images)  # (K, B)
+        log_likelihood = image_log_prob(decode(z), images, observed)  # (K, B)
     log_prior, log_posterior = prior.log_prob(z), posterior.log_prob(z)
     kl_term = KL_ESTIMATORS[kl](posterior, prior, z)
     reconstruction = -tf.reduce_mean(log_likelihood, axis=0)
@@ -182,7 +185,7 @@ def bound_terms(
     return terms
 
 
-def _dreg_pieces(images, posterior, decode, prior, z, beta):
+def _dreg_pieces(images, posterior, decode, prior, z, beta, observed=None):
     """log p(x|z) and the DReG surrogate of the IWAE bound (Tucker et al. 2018).
 
     The decoder's gradient is the IWAE one, Σ_k w̃_k ∇θ log w_k; the encoder's is
@@ -194,7 +197,7 @@ def _dreg_pieces(images, posterior, decode, prior, z, beta):
     q_held = stopped(posterior)
     with tf.GradientTape() as tape:
         tape.watch(held)
-        log_likelihood = decode(held).log_prob(images)
+        log_likelihood = image_log_prob(decode(held), images, observed)
         log_weights = log_likelihood + beta * (prior.log_prob(held) - q_held.log_prob(held))  # (K, B)
     path = tf.stop_gradient(tape.gradient(log_weights, held))  # ∂log w_k / ∂z_k, (K, B, latent)
     normalized = tf.stop_gradient(tf.nn.softmax(log_weights, axis=0))  # w̃_k
@@ -266,7 +269,7 @@ def updated_baseline(baseline, signal):
     return (1.0 - BASELINE_UPDATE) * baseline + BASELINE_UPDATE * tf.reduce_mean(signal)
 
 
-def iwae_bound(images, posterior, decode, prior, seed, num_samples, chunk_size):
+def iwae_bound(images, posterior, decode, prior, seed, num_samples, chunk_size, observed=None):
     """Importance-sampled estimate of log p(x) with q(z|x) as proposal (Burda et al. 2015).
 
     log p(x) ≈ logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K.
@@ -280,7 +283,7 @@ def iwae_bound(images, posterior, decode, prior, seed, num_samples, chunk_size):
     for chunk in tf.range(num_chunks):
         chunk_seed = tf.random.experimental.stateless_fold_in(seed, chunk, alg=RANDOM_ALGORITHM)
         z = reparameterized_sample(posterior, chunk_size, chunk_seed)  # (chunk, B, latent)
-        log_weights = decode(z).log_prob(images) + prior.log_prob(z) - posterior.log_prob(z)  # (chunk, B)
+        log_weights = image_log_prob(decode(z), images, observed) + prior.log_prob(z) - posterior.log_prob(z)  # (chunk, B)
         index = chunk * chunk_size + tf.range(chunk_size)
         log_weights = tf.where((index < num_samples)[:, None], log_weights, -float("inf"))
         new_max = tf.maximum(running_max, tf.reduce_max(log_weights, axis=0))

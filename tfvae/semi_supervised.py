@@ -38,6 +38,11 @@ class SemiSupervisedVAE(ConditionalVAE):
                 "Expected the classifier to have the encoder's num_classes. Received: "
                 f"classifier.num_classes={classifier.num_classes}, encoder.num_classes={encoder.num_classes}"
             )
+        if encoder.missing_data:
+            raise ValueError(
+                "SemiSupervisedVAE does not train on images with missing pixels: its classifier q(y|x) needs whole "
+                "images. Use tfvae.VAE or tfvae.ConditionalVAE with missing_data=True, or fill the missing pixels in."
+            )
         if not (isinstance(alpha, (int, float)) and alpha >= 0):
             raise ValueError(f"Expected alpha >= 0. Received: alpha={alpha!r}")
         # State beyond the VAE's exists before `VAE.__init__` builds the model (Keras then locks it).

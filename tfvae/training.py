@@ -19,7 +19,7 @@ import pathlib
 
 import keras
 
-from tfvae import allocator, checkpoints, evaluation, export, images, objectives, precision, run_directory, strategies
+from tfvae import allocator, checkpoints, evaluation, export, images, masks, objectives, precision, run_directory, strategies
 from tfvae.callbacks import DivergenceGuard, KLWarmup, TensorBoardImages
 from tfvae.checkpoints import load_model  # noqa: F401 -- tfvae.training.load_model stays available
 from tfvae.conditional import ConditionalVAE
@@ -34,7 +34,7 @@ logger = logging.getLogger("tfvae")
 # Settings a resumed run must share with the run it continues (they shape the model or its data).
 MODEL_SETTINGS = (
     "dataset", "train_split", "architecture", "latent_dim", "likelihood", "gaussian_scale", "kl", "num_samples", "precision",
-    "objective", "gradient_estimator", "model", "labeled_examples", "alpha",
+    "objective", "gradient_estimator", "model", "labeled_examples", "alpha", "missing",
 )
 
 
@@ -46,6 +46,7 @@ class RunConfig:
     labeled_examples: int | None = None  # semi-supervised: labels kept, class-balanced; None keeps every label
     alpha: float = 0.1  # semi-supervised: weight of the classification loss (Kingma et al. 2014)
     dataset: str = "mnist"
+    missing: str | None = None  # "random:P": hide each training pixel with probability P (tfvae.masks.hide_at_random)
     train_split: str = "train"
     eval_split: str = "test"
     data_dir: str | None = None
@@ -100,6 +101,13 @@ class RunConfig:
                 raise RunError(f"Expected labeled_examples >= 1. Received: labeled_examples={self.labeled_examples!r}")
         if not self.alpha >= 0:
             raise RunError(f"Expected alpha >= 0. Received: alpha={self.alpha!r}")
+        if self.missing is not None:
+            try:
+                masks.missing_probability(self.missing)
+            except ValueError as error:
+                raise RunError(str(error).replace("missing=", "--missing ")) from None
+            if self.model == "semi-supervised":
+                raise RunError("--missing applies to --model vae or conditional: M2's classifier needs whole images.")
         objectives.check_objective(self.objective, self.gradient_estimator, self.num_samples)
         return self
 
@@ -165,8 +173,11 @@ def _export_dir(config):
     return pathlib.Path(config.export_dir or os.path.join("saved_models", config.dataset))
 
 
-def build_model(config, info):
-    """The model described by `config` for the data `info` describes, compiled (call inside the strategy's scope)."""
+def build_model(config, info, missing_data=False):
+    """The model described by `config` for the data `info` describes, compiled (call inside the strategy's scope).
+
+    `missing_data` builds a model that takes images with missing (NaN) pixels.
+    """
     options = {
         "latent_dim": config.latent_dim,
         "architecture": config.architecture,
@@ -180,9 +191,9 @@ def build_model(config, info):
         "seed": config.seed,
     }
     if config.model == "vae":
-        vae = VAE.for_images(info.image_shape, **options)
+        vae = VAE.for_images(info.image_shape, missing_data=missing_data, **options)
     elif config.model == "conditional":
-        vae = ConditionalVAE.for_images(info.image_shape, info.num_classes, **options)
+        vae = ConditionalVAE.for_images(info.image_shape, info.num_classes, missing_data=missing_data, **options)
     else:
         labeled = info.num_examples if config.labeled_examples is None else config.labeled_examples
         vae = SemiSupervisedVAE.for_images(
@@ -245,10 +256,21 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
         drop_remainder=True,  # one static batch shape: XLA compiles the step once
         return_info=True,
         labeled_examples=config.labeled_examples,
+        missing=config.missing,
         **data_options,
     )
     eval_binarize = "static" if config.binarize else None
-    eval_data = load_dataset(split=config.eval_split, binarize=eval_binarize, shuffle=False, **data_options)
+    eval_data, eval_info = load_dataset(split=config.eval_split, binarize=eval_binarize, shuffle=False, return_info=True,
+                                        **data_options)
+    missing_data = max(info.missing_share, eval_info.missing_share) > 0
+    if missing_data and config.model == "semi-supervised":
+        raise RunError(
+            f"The data of {config.dataset!r} has missing (NaN) pixels; the semi-supervised model needs whole images. "
+            "Train --model vae or conditional."
+        )
+    if missing_data:
+        logger.info("Missing pixels: %.1f%% of the training split; bounds count observed pixels only.",
+                    100 * info.missing_share)
     if info.num_examples < config.batch_size:
         raise RunError(
             f"The split {config.train_split!r} has {info.num_examples} examples, fewer than one batch "
@@ -261,7 +283,7 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
             vae, initial_epoch = latest
             vae.configure_execution(config.jit_compile, config.steps_per_execution)
         else:
-            vae = build_model(config, info)
+            vae = build_model(config, info, missing_data)
             initial_epoch = 0
     # What the run does, as fit will fit it: no more steps per execution than an epoch has.
     steps_per_epoch = int(train_data.cardinality())

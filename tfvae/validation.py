@@ -27,8 +27,18 @@ def check_image_batch_spec(shape, dtype, image_shape, name="x"):
         )
 
 
-def check_images(images, image_shape, support, name="x"):
-    """Validates a concrete batch of images (numpy array or eager tensor): shape, dtype, range."""
+# What a model that cannot take missing pixels says when it meets NaN.
+MISSING_DATA_ADVICE = (
+    "To train on (or evaluate) images whose missing pixels are NaN, build the model with missing_data=True, "
+    "e.g. tfvae.VAE.for_images(image_shape, missing_data=True)."
+)
+
+
+def check_images(images, image_shape, support, name="x", allow_missing=False):
+    """Validates a concrete batch of images (numpy array or eager tensor): shape, dtype, range.
+
+    With `allow_missing`, NaN marks a missing pixel (models built with `missing_data=True`).
+    """
     if isinstance(images, (list, tuple)):
         images = np.asarray(images)
     if not hasattr(images, "shape") or not hasattr(images, "dtype"):
@@ -41,9 +51,14 @@ def check_images(images, image_shape, support, name="x"):
     values = np.asarray(images)
     if values.size == 0:
         raise ValueError(f"Expected {name} to hold at least one image. Received: shape={values.shape}")
-    if not np.isfinite(values).all():
-        raise ValueError(f"Expected {name} to be finite. Received: {np.size(values) - np.isfinite(values).sum()} NaN/inf values.")
-    low, high = float(values.min()), float(values.max())
+    missing = np.isnan(values)
+    if np.isinf(values).any():
+        raise ValueError(f"Expected {name} to be finite. Received: {int(np.isinf(values).sum())} inf values.")
+    if missing.any() and not allow_missing:
+        raise ValueError(f"Expected {name} to be finite. Received: {int(missing.sum())} NaN values. {MISSING_DATA_ADVICE}")
+    if missing.all():
+        raise ValueError(f"Every pixel of {name} is missing (NaN): nothing to learn from.")
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
     if low < support[0] or high > support[1]:
         raise ValueError(
             f"Expected {name} in [{support[0]}, {support[1]}] for this likelihood. "
@@ -51,7 +66,7 @@ def check_images(images, image_shape, support, name="x"):
         )
 
 
-def check_fit_input(data, image_shape, support, name="x"):
+def check_fit_input(data, image_shape, support, name="x", allow_missing=False):
     """Validates what `fit`/`evaluate`/`predict` receive: arrays fully, datasets by their spec."""
     if data is None:
         return
@@ -66,7 +81,7 @@ def check_fit_input(data, image_shape, support, name="x"):
             )
         check_image_batch_spec(spec.shape, spec.dtype, image_shape, name)
         return
-    check_images(data, image_shape, support, name)
+    check_images(data, image_shape, support, name, allow_missing)
 
 
 def check_labels(labels, count, num_classes, allow_unlabelled=False, name="labels"):

@@ -6,6 +6,7 @@ import pathlib
 
 import numpy as np
 
+from tfvae import masks
 from tfvae.data.labels import keep_labels
 from tfvae.data.pipeline import make_pipeline
 from tfvae.data.sources import KNOWN_LOCAL_COPIES, DataUnavailable, candidate_sources
@@ -32,6 +33,7 @@ class DatasetInfo:
     num_examples: int
     source: str
     num_classes: int = 0  # 1 + the largest label; 0 for data without labels
+    missing_share: float = 0.0  # share of pixels missing (NaN in the data, or hidden by `missing`)
 
 
 def _check_name(name, data_dir):
@@ -47,14 +49,28 @@ def _check_name(name, data_dir):
 
 
 def _arrays(source, split):
-    """(images uint8 (N, H, W, C), labels (N,)) from one source, checked."""
+    """(images uint8 (N, H, W, C), labels (N,), observed bool (N, H, W, C) or None) from one source, checked.
+
+    Float images in [0, 1] (as an .npz may hold) are stored as 8-bit; their NaN pixels are the missing ones.
+    """
     images, labels = source.load(split)
+    observed = None
+    if images.ndim == 4 and np.issubdtype(images.dtype, np.floating):
+        observed = ~np.isnan(images)
+        known = images[observed]
+        if known.size and not (np.isfinite(known).all() and known.min() >= 0 and known.max() <= 1):
+            raise DataUnavailable(
+                f"{source.description} holds float images with values outside [0, 1]; expected values in [0, 1] "
+                "with NaN for missing pixels, or 8-bit (uint8) images."
+            )
+        images = np.round(np.where(observed, images, 0) * 255).astype(np.uint8)
+        observed = None if observed.all() else observed
     if images.dtype != np.uint8 or images.ndim != 4:
         raise DataUnavailable(
             f"{source.description} holds images of dtype {images.dtype} and shape {images.shape}; "
-            "expected 8-bit (uint8) images of shape (N, H, W) or (N, H, W, C)."
+            "expected 8-bit (uint8) images of shape (N, H, W) or (N, H, W, C), or float images in [0, 1]."
         )
-    return images, labels
+    return images, labels, observed
 
 
 def load_dataset(
@@ -70,6 +86,7 @@ def load_dataset(
     download=True,
     return_info=False,
     labeled_examples=None,
+    missing=None,
 ):
     """A `tf.data.Dataset` of float images in [0, 1] (with labels if `with_labels`).
 
@@ -79,7 +96,9 @@ def load_dataset(
     None keeps grey levels. `download=False` never touches the network.
     With `return_info`, returns (dataset, `DatasetInfo`). `labeled_examples`
     keeps that many labels, class-balanced and chosen by `seed`, and marks the
-    rest −1 (unlabelled), for semi-supervised training.
+    rest −1 (unlabelled), for semi-supervised training. `missing="random:P"` hides each
+    pixel with probability P (fixed per image by `seed`); hidden pixels, like NaN in
+    float .npz images, arrive as NaN, for models built with `missing_data=True`.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"Expected batch_size >= 1. Received: batch_size={batch_size!r}")
@@ -88,7 +107,7 @@ def load_dataset(
     tried = []
     for source in candidate_sources(name, data_dir, download):
         try:
-            images, labels = _arrays(source, split)
+            images, labels, observed = _arrays(source, split)
         except DataUnavailable as reason:
             tried.append(f"{source.description}: {reason}")
             continue
@@ -105,6 +124,9 @@ def load_dataset(
             )
         if labeled_examples is not None:
             labels = keep_labels(labels, labeled_examples, seed)
+        if missing is not None:
+            hidden = masks.hide_at_random(missing, images.shape, seed)
+            observed = hidden if observed is None else observed & hidden
         dataset = make_pipeline(
             images,
             labels,
@@ -114,8 +136,11 @@ def load_dataset(
             seed=seed,
             with_labels=with_labels,
             drop_remainder=drop_remainder,
+            observed=observed,
         )
-        info = DatasetInfo(name, split, tuple(int(d) for d in images.shape[1:]), len(images), source.description, num_classes)
+        missing_share = 0.0 if observed is None else 1.0 - float(observed.mean())
+        info = DatasetInfo(name, split, tuple(int(d) for d in images.shape[1:]), len(images), source.description, num_classes,
+                           missing_share)
         return (dataset, info) if return_info else dataset
     hint = (
         "Provide the data with --data-dir (a folder of IDX files such as train-images-idx3-ubyte.gz, "

@@ -44,8 +44,12 @@ def make_pipeline(
     seed=0,
     with_labels=False,
     drop_remainder=False,
+    observed=None,
 ):
     """A `tf.data` pipeline over `images` (N, H, W, C) uint8 and `labels` (N,).
+
+    `observed` (bool, the images' shape) marks known pixels; the others become NaN,
+    which is how models built with `missing_data=True` see missing pixels.
 
     `binarize="dynamic"` draws fresh binary pixels for every batch of every
     epoch; "static" binarizes each image once with `seed`, the same whatever
@@ -57,6 +61,7 @@ def make_pipeline(
         raise ValueError(f"Unknown binarize {binarize!r}. Expected one of {BINARIZATIONS}.")
     images = tf.constant(images)
     labels = tf.constant(labels)
+    hide = _hiding(observed)
     if binarize == "static":
         images = tf.cast(_binarize(images, tf.constant([seed, 0], tf.int64)) * 255, tf.uint8)
     if shuffle and with_labels and _needs_mixing(labels.numpy(), batch_size):
@@ -66,16 +71,24 @@ def make_pipeline(
     if binarize == "dynamic":
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         batches = tf.data.Dataset.zip(batches, seeds).map(
-            lambda index, batch_seed: (_binarize(tf.gather(images, index), batch_seed), tf.gather(labels, index)),
+            lambda index, batch_seed: (hide(_binarize(tf.gather(images, index), batch_seed), index), tf.gather(labels, index)),
             num_parallel_calls=PARALLEL_BATCHES,
         )
     else:
         batches = batches.map(
-            lambda index: (tf.cast(tf.gather(images, index), tf.float32) / 255.0, tf.gather(labels, index))
+            lambda index: (hide(tf.cast(tf.gather(images, index), tf.float32) / 255.0, index), tf.gather(labels, index))
         )
     if not with_labels:
         batches = batches.map(lambda batch_images, _: batch_images)
     return _finish(batches)
+
+
+def _hiding(observed):
+    """(batch, indices) -> the batch with NaN where `observed` is False; the identity without a mask."""
+    if observed is None:
+        return lambda batch, index: batch
+    observed = tf.constant(observed, tf.bool)
+    return lambda batch, index: tf.where(tf.gather(observed, index), batch, float("nan"))
 
 
 def _batched_indices(count, batch_size, shuffle, seed, drop_remainder=False):

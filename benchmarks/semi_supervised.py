@@ -1,10 +1,12 @@
 """Semi-supervised learning with few labels: test accuracy of model M2 beside a classifier of the same
 architecture as its q(y|x) trained on the labelled examples alone, in the same run, with the same
 class-balanced labels (seeded) and the same binarized inputs, for each α. Also M2's cost per epoch
-relative to the plain VAE.
+relative to the plain VAE. With `--m1`, also the same labels-only classifier on the latent
+codes of a plain VAE (M1) trained on every training image: what M1's features alone add, the
+first half of Kingma et al.'s M1+M2.
 
     python -m benchmarks.semi_supervised [--quick] [--epochs 10] [--seeds 0 1 2] [--labels 100 1000]
-                                         [--alphas 0.1 10]
+                                         [--alphas 0.1 10] [--m1]
                                          [--dataset fashion_mnist | mnist-test]
 
 `fashion_mnist` trains on the 60k training split and tests on the 10k test split; `mnist-test` trains
@@ -51,6 +53,28 @@ def labels_only_accuracy(labelled_images, labels, test_images, test_labels, seed
     return float(np.mean(predictions == test_labels))
 
 
+def m1_features_accuracy(m1, labelled_images, labels, test_images, test_labels, seed):
+    """Test accuracy of M2's classifier architecture trained on M1's latent codes of the labelled examples
+    (a fresh draw z ~ q(z|x) each step), tested on the posterior means of the test images."""
+    import keras
+    import tensorflow as tf
+
+    from tfvae.networks import mlp_classifier
+
+    keras.utils.set_random_seed(seed)
+    posterior = m1.encode(labelled_images)
+    classifier = mlp_classifier((1, 1, m1.latent_dim), 10)
+    logits = keras.Sequential([classifier.body, classifier.to_logits])
+    logits.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    codes = tf.data.Dataset.from_tensor_slices((posterior.mean(), posterior.stddev(), labels)).repeat().shuffle(1000, seed=seed)
+    codes = codes.batch(min(BATCH_SIZE, len(labels))).map(
+        lambda loc, scale, y: (tf.reshape(loc + scale * tf.random.normal(tf.shape(loc), seed=seed), [-1, 1, 1, m1.latent_dim]), y)
+    )
+    logits.fit(codes, steps_per_epoch=BASELINE_STEPS, epochs=1, verbose=0)
+    test_codes = tf.reshape(m1.encode(test_images).mean(), [-1, 1, 1, m1.latent_dim])
+    return float(np.mean(np.argmax(logits.predict(test_codes, batch_size=1000, verbose=0), axis=1) == test_labels))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 epoch, one seed, 100 labels")
@@ -60,6 +84,7 @@ def main():
     parser.add_argument("--labels", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--latent-dim", type=int, default=50)
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.1, 10.0], help="M2's classification weight α")
+    parser.add_argument("--m1", action="store_true", help="also the labels-only classifier on a plain VAE's latent codes")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.seeds, args.labels, args.alphas = 1, [0], [100], [0.1]
@@ -89,11 +114,26 @@ def main():
         start = time.perf_counter()
         vae.fit(train, epochs=1, verbose=0)
         seconds_per_epoch[model] = time.perf_counter() - start
+    m1 = None
+    if args.m1:  # trained once, on every training image, as long as M2
+        keras.utils.set_random_seed(0)
+        m1 = tfvae.VAE.for_images((28, 28, 1), latent_dim=args.latent_dim, seed=0)
+        m1.compile()
+        m1.fit(load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False), epochs=args.epochs, verbose=0)
+        binary_train = collect(load_dataset(**source, split=train_split, binarize="static", shuffle=False, download=False))[0]
     for labeled_examples in args.labels:
         for seed in args.seeds:
             kept = tfvae.data.keep_labels(all_labels, labeled_examples, seed)
             chosen = kept >= 0
             baseline = labels_only_accuracy(grey_train[chosen], kept[chosen], test_images, test_labels, seed)
+            if m1 is not None:
+                rows.append({
+                    "dataset": args.dataset, "labels": labeled_examples, "seed": seed, "epochs": args.epochs,
+                    "m1_features_accuracy": m1_features_accuracy(m1, binary_train[chosen], kept[chosen], test_images,
+                                                                 test_labels, seed),
+                    "labels_only_accuracy": baseline,
+                })
+                print(rows[-1], flush=True)
             for alpha in args.alphas:
                 keras.utils.set_random_seed(seed)
                 train = load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False, seed=seed,
@@ -112,12 +152,16 @@ def main():
                 print(rows[-1], flush=True)
     for labeled_examples in args.labels:
         for alpha in args.alphas:
-            mine = [row for row in rows if row["labels"] == labeled_examples and row["alpha"] == alpha]
+            mine = [row for row in rows if row["labels"] == labeled_examples and row.get("alpha") == alpha]
             rows.append({
                 "dataset": args.dataset, "labels": labeled_examples, "alpha": alpha, "seed": "mean",
                 "m2_accuracy": float(np.mean([row["m2_accuracy"] for row in mine])),
                 "labels_only_accuracy": float(np.mean([row["labels_only_accuracy"] for row in mine])),
             })
+        if m1 is not None:
+            mine = [row for row in rows if row["labels"] == labeled_examples and "m1_features_accuracy" in row]
+            rows.append({"dataset": args.dataset, "labels": labeled_examples, "seed": "mean",
+                         "m1_features_accuracy": float(np.mean([row["m1_features_accuracy"] for row in mine]))})
     rows.append({"dataset": args.dataset, "vae_s_per_epoch": seconds_per_epoch["vae"],
                  "m2_s_per_epoch": seconds_per_epoch["semi-supervised"],
                  "m2_cost_ratio": seconds_per_epoch["semi-supervised"] / seconds_per_epoch["vae"]})

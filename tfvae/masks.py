@@ -33,8 +33,7 @@ def make(name, image_shape, seed=None):
         top, left = height // 4, width // 4
         plane[top : top + height // 2, left : left + width // 2] = False
     elif kind == "random" and argument:
-        probability = _number(name, argument, float, 0, 1)
-        return rng.random((height, width, channels)) >= probability
+        return rng.random((height, width, channels)) >= missing_probability(name)
     elif kind == "quadrants" and argument:
         count = _number(name, argument, int, 1, 3)
         kept = rng.choice(4, count, replace=False)

@@ -41,3 +41,15 @@ def mnist_test_labels():
     if not path.exists():
         pytest.fail(f"The MNIST test labels are expected at {MNIST_DIR}.")
     return read_idx(path).astype(np.int64)
+
+
+# The CLI's data options for the real MNIST test set on this machine.
+MNIST_CLI = ["--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--no-download"]
+
+
+def invoke_cli(*args):
+    """`tfvae ARGS` run in-process (each argument as str); click's Result with exit_code and output."""
+    from click.testing import CliRunner
+    from tfvae.cli.main import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])

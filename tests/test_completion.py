@@ -156,20 +156,17 @@ def test_on_mnist_every_method_beats_the_per_pixel_mean(mnist_vae, binarized_mni
 def test_cli_completes_scores_and_draws_a_grid(tmp_path):
     import json
 
-    from click.testing import CliRunner
-    from conftest import MNIST_DIR
-    from tfvae.cli.main import main
+    from conftest import MNIST_CLI, invoke_cli
 
     run = tmp_path / "run"
-    mnist = ["--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--no-download"]
-    result = CliRunner().invoke(main, ["train", *mnist, "--train-split", "test[:4000]", "--eval-split", "test[9000:9200]",
-                                       "--epochs", "3", "--latent-dim", "8", "--log-likelihood-samples", "0",
-                                       "--output-dir", str(run), "--no-export", "--quiet"])
+    result = invoke_cli("train", *MNIST_CLI, "--train-split", "test[:4000]", "--eval-split", "test[9000:9200]",
+                        "--epochs", "3", "--latent-dim", "8", "--log-likelihood-samples", "0",
+                        "--output-dir", str(run), "--no-export", "--quiet")
     assert result.exit_code == 0, result.output
     out = tmp_path / "completions.png"
-    result = CliRunner().invoke(main, ["complete", str(run), *mnist, "--split", "test[9000:9100]", "--mask", "top_half",
-                                       "--method", "importance", "--num-samples", "200", "--draws", "2", "--out", str(out),
-                                       "--json"])
+    result = invoke_cli("complete", str(run), *MNIST_CLI, "--split", "test[9000:9100]", "--mask", "top_half",
+                        "--method", "importance", "--num-samples", "200", "--draws", "2", "--out", str(out),
+                        "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert metrics["num_examples"] == 100 and metrics["missing_pixels_per_image"] == 14 * 28
@@ -177,5 +174,5 @@ def test_cli_completes_scores_and_draws_a_grid(tmp_path):
     assert metrics["conditional_log_likelihood"] > metrics["baseline_log_likelihood"], metrics
     picture = keras.utils.img_to_array(keras.utils.load_img(out, color_mode="grayscale"))
     assert picture.shape[:2] == (16 * 28, 5 * 28)  # 16 rows: original, observed part, completion, 2 draws
-    result = CliRunner().invoke(main, ["complete", str(run), *mnist, "--mask", "upper_half"])
+    result = invoke_cli("complete", str(run), *MNIST_CLI, "--mask", "upper_half")
     assert result.exit_code == 1 and "Unknown mask 'upper_half'" in result.output and "Traceback" not in result.output

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-from click.testing import CliRunner
 from linear_gaussian import SIGMA, make_linear_gaussian
 
 import tfvae
@@ -249,28 +248,26 @@ def test_on_fashion_mnist_dreg_has_the_higher_encoder_snr_and_lower_variance(fas
 
 @pytest.mark.slow
 def test_cli_trains_iwae_with_dreg_and_reports_gradient_variance(tmp_path):
-    from conftest import MNIST_DIR
-    from tfvae.cli.main import main
+    from conftest import MNIST_CLI, invoke_cli
 
     run = tmp_path / "run"
-    mnist = ["--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--no-download"]
-    result = CliRunner().invoke(main, ["train", *mnist, "--train-split", "test[:2000]", "--eval-split", "test[9000:9200]",
-                                       "--epochs", "1", "--latent-dim", "4", "--objective", "iwae", "--num-samples", "10",
-                                       "--gradient-estimator", "doubly_reparameterized", "--log-likelihood-samples", "20",
-                                       "--output-dir", str(run), "--export-dir", str(tmp_path / "sm"), "--quiet"])
+    result = invoke_cli("train", *MNIST_CLI, "--train-split", "test[:2000]", "--eval-split", "test[9000:9200]",
+                        "--epochs", "1", "--latent-dim", "4", "--objective", "iwae", "--num-samples", "10",
+                        "--gradient-estimator", "doubly_reparameterized", "--log-likelihood-samples", "20",
+                        "--output-dir", str(run), "--export-dir", str(tmp_path / "sm"), "--quiet")
     assert result.exit_code == 0, result.output
     config = json.loads((run / "run_config.json").read_text())
     assert (config["objective"], config["num_samples"], config["gradient_estimator"]) == ("iwae", 10, "doubly_reparameterized")
     record = json.loads((tmp_path / "sm" / "1" / "assets.extra" / "tfvae.json").read_text())
     assert (record["objective"], record["gradient_estimator"], record["num_samples"]) == ("iwae", "doubly_reparameterized", 10)
-    result = CliRunner().invoke(main, ["gradient-variance", str(run), *mnist, "--split", "test[9000:9032]", "--num-draws", "10",
-                                       "--out", str(tmp_path / "gv.png"), "--json"])
+    result = invoke_cli("gradient-variance", str(run), *MNIST_CLI, "--split", "test[9000:9032]", "--num-draws", "10",
+                        "--out", str(tmp_path / "gv.png"), "--json")
     assert result.exit_code == 0, result.output
     table = json.loads(result.stdout)
     assert set(table) == {"reparameterization", "score_function", "doubly_reparameterized", "vimco"}
     assert (tmp_path / "gv.png").stat().st_size > 1000
-    resumed = CliRunner().invoke(main, ["train", *mnist, "--train-split", "test[:2000]", "--eval-split", "test[9000:9200]",
-                                        "--epochs", "2", "--latent-dim", "4", "--objective", "iwae", "--num-samples", "10",
-                                        "--gradient-estimator", "doubly_reparameterized", "--log-likelihood-samples", "20",
-                                        "--output-dir", str(run), "--no-export", "--quiet", "--resume"])
+    resumed = invoke_cli("train", *MNIST_CLI, "--train-split", "test[:2000]", "--eval-split", "test[9000:9200]",
+                         "--epochs", "2", "--latent-dim", "4", "--objective", "iwae", "--num-samples", "10",
+                         "--gradient-estimator", "doubly_reparameterized", "--log-likelihood-samples", "20",
+                         "--output-dir", str(run), "--no-export", "--quiet", "--resume")
     assert resumed.exit_code == 0 and "Epoch 2/2" in resumed.output, resumed.output

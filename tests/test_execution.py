@@ -11,7 +11,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from click.testing import CliRunner
 
 import tfvae
 from tfvae import strategies
@@ -51,12 +50,11 @@ def test_xla_rule_on_accelerators(monkeypatch):
 
 
 def test_the_cli_uses_the_same_rule(tmp_path):
-    from conftest import MNIST_DIR
-    from tfvae.cli.main import main
+    from conftest import MNIST_DIR, invoke_cli
 
-    result = CliRunner().invoke(main, ["train", "--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--train-split", "test[:256]",
-                                       "--eval-split", "test[9000:9100]", "--epochs", "1", "--architecture", "conv",
-                                       "--log-likelihood-samples", "0", "--no-export", "--output-dir", str(tmp_path / "r")])
+    result = invoke_cli("train", "--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--train-split", "test[:256]",
+                        "--eval-split", "test[9000:9100]", "--epochs", "1", "--architecture", "conv",
+                        "--log-likelihood-samples", "0", "--no-export", "--output-dir", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output
     assert result.output.count("XLA off: convolutions on CPU run faster without XLA") == 1
 

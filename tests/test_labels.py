@@ -6,9 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from click.testing import CliRunner
-from conftest import MNIST_DIR
-from tfvae.cli.main import main
+from conftest import MNIST_CLI, MNIST_DIR, invoke_cli
 
 import tfvae
 from tfvae.data.labels import keep_labels
@@ -193,8 +191,8 @@ def test_semi_supervised_fit_on_a_dataset_with_a_known_labelled_share(labelled):
     ],
 )
 def test_cli_rejects_labelled_example_counts_it_cannot_honour(args, message, tmp_path):
-    result = CliRunner().invoke(main, ["train", "--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--train-split",
-                                       "test[:1000]", *args, "--output-dir", str(tmp_path / "run")])
+    result = invoke_cli("train", "--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--train-split",
+                        "test[:1000]", *args, "--output-dir", str(tmp_path / "run"))
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
 
@@ -233,12 +231,11 @@ def test_conditional_samples_are_recognised_as_the_requested_class(labelled, mni
 @pytest.mark.slow
 def test_cli_semi_supervised_run_reports_accuracy_and_exports_a_classifier(tmp_path):
     run, export_dir = tmp_path / "run", tmp_path / "export"
-    data = ["--dataset", "mnist", "--data-dir", str(MNIST_DIR)]
-    result = CliRunner().invoke(main, [
-        "train", *data, "--model", "semi-supervised", "--labeled-examples", "100", "--train-split", "test[:2000]",
+    result = invoke_cli(
+        "train", *MNIST_CLI, "--model", "semi-supervised", "--labeled-examples", "100", "--train-split", "test[:2000]",
         "--eval-split", "test[9000:9500]", "--epochs", "2", "--latent-dim", "8", "--log-likelihood-samples", "20",
         "--output-dir", str(run), "--export-dir", str(export_dir), "--quiet",
-    ])
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 < metrics["accuracy"] <= 1 and metrics["elbo"] < metrics["log_likelihood"] < 0, metrics
@@ -257,13 +254,13 @@ def test_cli_semi_supervised_run_reports_accuracy_and_exports_a_classifier(tmp_p
     elbo = served.signatures["elbo"](images=images, labels=tf.constant([1, 1, 1, 1], tf.int32))
     assert np.all(np.isfinite(elbo["elbo"].numpy()))
 
-    completed = CliRunner().invoke(main, ["complete", str(run), *data, "--split", "test[9000:9020]", "--mask", "random:0.5",
-                                          "--num-samples", "50", "--draws", "0", "--out", str(tmp_path / "c.png"), "--json"])
+    completed = invoke_cli("complete", str(run), *MNIST_CLI, "--split", "test[9000:9020]", "--mask", "random:0.5",
+                           "--num-samples", "50", "--draws", "0", "--out", str(tmp_path / "c.png"), "--json")
     assert completed.exit_code == 0, completed.output  # completion given the true labels of a labelled model
     assert json.loads(completed.stdout)["num_examples"] == 20
 
     out = tmp_path / "sevens.png"
-    result = CliRunner().invoke(main, ["sample", str(run), "--label", "7", "-n", "8", "--out", str(out)])
+    result = invoke_cli("sample", str(run), "--label", "7", "-n", "8", "--out", str(out))
     assert result.exit_code == 0 and out.exists(), result.output
-    result = CliRunner().invoke(main, ["sample", str(run), "--label", "12", "--out", str(out)])
+    result = invoke_cli("sample", str(run), "--label", "12", "--out", str(out))
     assert result.exit_code == 1 and "[0, 10)" in result.output and "Traceback" not in result.output

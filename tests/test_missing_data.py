@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import scipy.stats
-from conftest import MNIST_DIR
+from conftest import MNIST_CLI, MNIST_DIR, invoke_cli
 from linear_gaussian import IMAGE_SHAPE, LATENT, SIGMA, make_linear_gaussian
 
 import tfvae
@@ -140,13 +140,9 @@ def test_float_npz_images_with_nan_load_as_missing_pixels(tmp_path):
 
 
 def test_cli_refuses_a_missing_option_it_cannot_use(tmp_path):
-    from click.testing import CliRunner
-    from tfvae.cli.main import main
-
-    mnist = ["--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--no-download", "--output-dir", str(tmp_path / "run")]
     for extra, message in ((["--missing", "top_half"], "--missing 'top_half'"),
                            (["--missing", "random:0.5", "--model", "semi-supervised"], "M2's classifier needs whole images")):
-        result = CliRunner().invoke(main, ["train", *mnist, *extra])
+        result = invoke_cli("train", *MNIST_CLI, "--output-dir", tmp_path / "run", *extra)
         assert result.exit_code != 0 and message in result.output, result.output
         assert "Traceback" not in result.output
 
@@ -189,22 +185,19 @@ def test_a_model_trained_with_half_the_pixels_missing_completes_nearly_as_well(b
 
 @pytest.mark.slow
 def test_cli_trains_on_incomplete_data_records_it_and_completes(tmp_path):
-    from click.testing import CliRunner
-    from tfvae.cli.main import main
 
     run = tmp_path / "run"
-    mnist = ["--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--no-download"]
-    result = CliRunner().invoke(main, ["train", *mnist, "--train-split", "test[:8000]", "--eval-split", "test[9000:9200]",
-                                       "--missing", "random:0.5", "--epochs", "6", "--latent-dim", "8",
-                                       "--log-likelihood-samples", "50", "--output-dir", str(run),
-                                       "--export-dir", str(tmp_path / "export"), "--quiet"])
+    result = invoke_cli("train", *MNIST_CLI, "--train-split", "test[:8000]", "--eval-split", "test[9000:9200]",
+                        "--missing", "random:0.5", "--epochs", "6", "--latent-dim", "8",
+                        "--log-likelihood-samples", "50", "--output-dir", str(run),
+                        "--export-dir", str(tmp_path / "export"), "--quiet")
     assert result.exit_code == 0, result.output
     assert json.loads((run / "run_config.json").read_text())["missing"] == "random:0.5"
     vae = tfvae.load_model(run)
     assert vae.missing_data
     assert np.isfinite(json.loads((run / "metrics.json").read_text())["log_likelihood"])
-    result = CliRunner().invoke(main, ["complete", str(run), *mnist, "--split", "test[9000:9050]", "--mask", "random:0.5",
-                                       "--method", "importance", "--num-samples", "200", "--out", str(tmp_path / "c.png"), "--json"])
+    result = invoke_cli("complete", str(run), *MNIST_CLI, "--split", "test[9000:9050]", "--mask", "random:0.5",
+                        "--method", "importance", "--num-samples", "200", "--out", str(tmp_path / "c.png"), "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert metrics["accuracy"] > metrics["baseline_accuracy"], metrics

@@ -2,15 +2,12 @@
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from conftest import MNIST_DIR
+from conftest import MNIST_CLI, invoke_cli
 from PIL import Image
-from tfvae.cli.main import main
 
 import tfvae
 from tfvae import plots
 
-MNIST = ["--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--no-download"]
 EXPECTED = ("latent_space", "manifold", "interpolations", "kl_per_dimension", "training_curves")
 
 
@@ -45,12 +42,12 @@ def test_explore_writes_every_picture_and_tensorboard_gets_images(tmp_path):
     from tensorboard.backend.event_processing import event_accumulator
 
     run = tmp_path / "run"
-    result = CliRunner().invoke(main, ["train", *MNIST, "--train-split", "test[:3000]", "--eval-split", "test[9000:9500]",
-                                       "--epochs", "2", "--latent-dim", "8", "--log-likelihood-samples", "0",
-                                       "--output-dir", str(run), "--no-export", "--quiet"])
+    result = invoke_cli("train", *MNIST_CLI, "--train-split", "test[:3000]", "--eval-split", "test[9000:9500]",
+                        "--epochs", "2", "--latent-dim", "8", "--log-likelihood-samples", "0",
+                        "--output-dir", str(run), "--no-export", "--quiet")
     assert result.exit_code == 0, result.output
     out = tmp_path / "pictures"
-    result = CliRunner().invoke(main, ["explore", str(run), *MNIST, "--split", "test[8000:9000]", "--out-dir", str(out)])
+    result = invoke_cli("explore", str(run), *MNIST_CLI, "--split", "test[8000:9000]", "--out-dir", str(out))
     assert result.exit_code == 0, result.output
     for name in EXPECTED:
         assert_picture(out / f"{name}.png")
@@ -70,10 +67,10 @@ def test_explore_without_labels_uses_one_colour_and_conditional_models_work(tmp_
              x_test=(mnist_test_images[9000:, ..., 0] * 255).astype(np.uint8))
     own = ["--dataset", "digits", "--data-dir", str(data)]
     run = tmp_path / "run"
-    result = CliRunner().invoke(main, ["train", *own, "--epochs", "1", "--latent-dim", "2", "--log-likelihood-samples", "0",
-                                       "--output-dir", str(run), "--no-export", "--quiet"])
+    result = invoke_cli("train", *own, "--epochs", "1", "--latent-dim", "2", "--log-likelihood-samples", "0",
+                        "--output-dir", str(run), "--no-export", "--quiet")
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(main, ["explore", str(run), *own, "--out-dir", str(tmp_path / "pictures")])
+    result = invoke_cli("explore", str(run), *own, "--out-dir", str(tmp_path / "pictures"))
     assert result.exit_code == 0, result.output
     assert "no labels: latent_space.png uses one colour" in result.output
     for name in EXPECTED:
@@ -91,9 +88,9 @@ def test_explore_without_labels_uses_one_colour_and_conditional_models_work(tmp_
 def test_explore_errors_are_messages(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = CliRunner().invoke(main, ["explore", str(empty), *MNIST])
+    result = invoke_cli("explore", str(empty), *MNIST_CLI)
     assert result.exit_code == 1 and "holds no checkpoint" in result.output and "Traceback" not in result.output
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = CliRunner().invoke(main, ["explore", str(empty), *MNIST, "--out-dir", str(blocker / "pictures")])
+    result = invoke_cli("explore", str(empty), *MNIST_CLI, "--out-dir", str(blocker / "pictures"))
     assert result.exit_code == 1 and "--out-dir" in result.output and "not writable" in result.output

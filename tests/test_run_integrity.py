@@ -14,22 +14,16 @@ import time
 import keras
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from conftest import MNIST_DIR
-from tfvae.cli.main import main
+from conftest import MNIST_CLI, MNIST_DIR, invoke_cli
 
 import tfvae
 from tfvae.checkpoints import load_model
 from tfvae.errors import DamagedCheckpoint, RunError
 from tfvae.run_directory import locked
 
-MNIST = ["--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--no-download"]
-SMALL = [*MNIST, "--train-split", "test[:1000]", "--eval-split", "test[9000:9200]", "--latent-dim", "4",
+SMALL = [*MNIST_CLI, "--train-split", "test[:1000]", "--eval-split", "test[9000:9200]", "--latent-dim", "4",
          "--log-likelihood-samples", "10", "--quiet"]
 
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def assert_clean_failure(result, message, code=1):
@@ -51,7 +45,7 @@ def digests(directory):
 def trained_run(tmp_path_factory):
     """A 3-epoch run on MNIST test[:1000] (3 checkpoints kept), copied afresh by `run_copy`."""
     run = tmp_path_factory.mktemp("trained") / "run"
-    result = invoke("train", *SMALL, "--epochs", "3", "--output-dir", run, "--no-export")
+    result = invoke_cli("train", *SMALL, "--epochs", "3", "--output-dir", run, "--no-export")
     assert result.exit_code == 0, result.output
     return run
 
@@ -80,7 +74,7 @@ def corrupt(path, how):
 def test_resume_without_latest_json_continues_from_the_newest_checkpoint(run_copy):
     before = digests(run_copy)
     (run_copy / "checkpoints" / "latest.json").unlink()
-    result = invoke("train", *SMALL, "--epochs", "4", "--output-dir", run_copy, "--no-export", "--resume")
+    result = invoke_cli("train", *SMALL, "--epochs", "4", "--output-dir", run_copy, "--no-export", "--resume")
     assert result.exit_code == 0, result.output
     assert "Epoch 4/4" in result.output and "Epoch 1/4" not in result.output
     after = digests(run_copy)
@@ -101,7 +95,7 @@ def test_a_new_run_refuses_a_directory_whose_latest_json_is_damaged(run_copy, da
     else:
         latest.write_text("{not json")
     before = digests(run_copy)
-    result = invoke("train", *SMALL, "--epochs", "1", "--output-dir", run_copy, "--no-export")
+    result = invoke_cli("train", *SMALL, "--epochs", "1", "--output-dir", run_copy, "--no-export")
     assert_clean_failure(result, "already holds a run")
     assert digests(run_copy) == before
 
@@ -122,7 +116,7 @@ def test_a_second_run_into_the_same_directory_refuses_at_once(tmp_path):
         time.sleep(0.1)
     assert (run / "run_config.json").exists()
     started = time.time()
-    second = invoke("train", *SMALL, "--epochs", "1", "--latent-dim", "6", "--output-dir", run, "--export-dir", tmp_path / "sm")
+    second = invoke_cli("train", *SMALL, "--epochs", "1", "--latent-dim", "6", "--output-dir", run, "--export-dir", tmp_path / "sm")
     assert time.time() - started < 30
     assert_clean_failure(second, f"is in use by another tfvae process (pid {first.pid}")
     output, _ = first.communicate(timeout=600)
@@ -166,7 +160,7 @@ def test_concurrent_exports_take_turns_and_distinct_versions(tmp_path, run_copy)
 def test_resume_skips_a_damaged_latest_checkpoint(run_copy, how):
     before = digests(run_copy)
     corrupt(run_copy / "checkpoints" / "epoch-0003.keras", how)
-    result = invoke("train", *SMALL, "--epochs", "4", "--output-dir", run_copy, "--no-export", "--resume")
+    result = invoke_cli("train", *SMALL, "--epochs", "4", "--output-dir", run_copy, "--no-export", "--resume")
     assert result.exit_code == 0, result.output
     assert "Skipped the checkpoint" in result.output and "epoch-0003.keras" in result.output
     assert "Epoch 3/4" in result.output and "Epoch 2/4" not in result.output
@@ -186,15 +180,15 @@ def test_every_reader_falls_back_past_a_damaged_checkpoint(run_copy, tmp_path, c
     assert "epoch-0003.keras" in caplog.text
     for mine, theirs in zip(model.get_weights(), expected.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
-    assert invoke("sample", run_copy, "-n", 4, "--out", tmp_path / "s.png").exit_code == 0
-    assert invoke("export", run_copy, "--export-dir", tmp_path / "sm").exit_code == 0
-    evaluated = invoke("evaluate", run_copy, *MNIST, "--split", "test[9000:9100]", "--log-likelihood-samples", 0)
+    assert invoke_cli("sample", run_copy, "-n", 4, "--out", tmp_path / "s.png").exit_code == 0
+    assert invoke_cli("export", run_copy, "--export-dir", tmp_path / "sm").exit_code == 0
+    evaluated = invoke_cli("evaluate", run_copy, *MNIST_CLI, "--split", "test[9000:9100]", "--log-likelihood-samples", 0)
     assert evaluated.exit_code == 0, evaluated.output
-    explicit = invoke("sample", run_copy / "checkpoints" / "epoch-0003.keras", "--out", tmp_path / "t.png")
+    explicit = invoke_cli("sample", run_copy / "checkpoints" / "epoch-0003.keras", "--out", tmp_path / "t.png")
     assert_clean_failure(explicit, "is damaged: corrupt bytes")
     for name in ("epoch-0001.keras", "epoch-0002.keras"):
         corrupt(run_copy / "checkpoints" / name, "truncated")
-    assert_clean_failure(invoke("sample", run_copy, "--out", tmp_path / "u.png"), "None of the 3 checkpoints")
+    assert_clean_failure(invoke_cli("sample", run_copy, "--out", tmp_path / "u.png"), "None of the 3 checkpoints")
 
 
 # 4-5. Damaged and inconsistent data files -----------------------------------------------------------
@@ -218,27 +212,27 @@ def _idx_folder(tmp_path, labels_kept=None, truncate_images=False):
 
 def test_a_truncated_gz_file_gets_a_message(tmp_path):
     folder = _idx_folder(tmp_path, truncate_images=True)
-    result = invoke("train", "--dataset", "mnist", "--data-dir", folder, "--train-split", "test", "--output-dir", tmp_path / "r")
+    result = invoke_cli("train", "--dataset", "mnist", "--data-dir", folder, "--train-split", "test", "--output-dir", tmp_path / "r")
     assert_clean_failure(result, "is truncated or corrupt: it cannot be decompressed")
 
 
 def test_image_and_label_counts_are_compared_at_load_time(tmp_path):
     folder = _idx_folder(tmp_path, labels_kept=5000)
-    result = invoke("train", "--dataset", "mnist", "--data-dir", folder, "--train-split", "test", "--output-dir", tmp_path / "r")
+    result = invoke_cli("train", "--dataset", "mnist", "--data-dir", folder, "--train-split", "test", "--output-dir", tmp_path / "r")
     assert_clean_failure(result, "holds 10000 images but 5000 labels")
     npz = tmp_path / "short.npz"
     np.savez(npz, x_train=np.zeros((10, 28, 28), np.uint8), y_train=np.zeros(7, np.int64))
-    result = invoke("train", "--dataset", "mine", "--data-dir", npz, "--output-dir", tmp_path / "r2")
+    result = invoke_cli("train", "--dataset", "mine", "--data-dir", npz, "--output-dir", tmp_path / "r2")
     assert_clean_failure(result, "holds 10 images but 7 labels")
 
 
 def test_data_dir_mistakes_get_messages(tmp_path):
     fake = tmp_path / "data.npz"
     fake.write_text("not a zip")
-    assert_clean_failure(invoke("train", "--dataset", "x", "--data-dir", fake, "--output-dir", tmp_path / "r"),
+    assert_clean_failure(invoke_cli("train", "--dataset", "x", "--data-dir", fake, "--output-dir", tmp_path / "r"),
                          "is not an .npz file")
     gz = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
-    assert_clean_failure(invoke("train", "--dataset", "mnist", "--data-dir", gz, "--output-dir", tmp_path / "r"),
+    assert_clean_failure(invoke_cli("train", "--dataset", "mnist", "--data-dir", gz, "--output-dir", tmp_path / "r"),
                          f"is a file. Point it at the folder that holds the IDX files (here {MNIST_DIR})")
 
 
@@ -266,7 +260,7 @@ def test_a_full_disk_stops_with_a_message_and_earlier_checkpoints_intact(tmp_pat
     # One checkpoint of this model (weights + Adam moments) is ~7.8 MB: the second one does not fit.
     with small_filesystem(tmp_path / "disk", "12m") as disk:
         run = disk / "run"
-        result = invoke("train", *SMALL, "--epochs", "3", "--output-dir", run, "--no-export")
+        result = invoke_cli("train", *SMALL, "--epochs", "3", "--output-dir", run, "--no-export")
         assert_clean_failure(result, "no space left on the device")
         assert "--resume" in result.output
         checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
@@ -278,7 +272,7 @@ def test_a_full_disk_stops_with_a_message_and_earlier_checkpoints_intact(tmp_pat
 def test_a_read_only_export_dir_is_found_before_training(tmp_path):
     with small_filesystem(tmp_path / "ro", "1m", read_only=True) as read_only:
         started = time.time()
-        result = invoke("train", *SMALL, "--epochs", "3", "--output-dir", tmp_path / "run", "--export-dir", read_only / "sm")
+        result = invoke_cli("train", *SMALL, "--epochs", "3", "--output-dir", tmp_path / "run", "--export-dir", read_only / "sm")
         assert_clean_failure(result, "--export-dir")
         assert "read-only file system" in result.output.lower()
         assert not (tmp_path / "run" / "checkpoints").exists() and time.time() - started < 30
@@ -287,8 +281,8 @@ def test_a_read_only_export_dir_is_found_before_training(tmp_path):
 def test_an_unwritable_output_location_is_named(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert_clean_failure(invoke("train", *SMALL, "--output-dir", blocker / "run"), "The --output-dir")
-    assert_clean_failure(invoke("train", *SMALL, "--output-dir", tmp_path / "run", "--export-dir", blocker / "sm"),
+    assert_clean_failure(invoke_cli("train", *SMALL, "--output-dir", blocker / "run"), "The --output-dir")
+    assert_clean_failure(invoke_cli("train", *SMALL, "--output-dir", tmp_path / "run", "--export-dir", blocker / "sm"),
                          "The --export-dir")
 
 
@@ -300,7 +294,7 @@ def test_a_plain_keras_model_is_refused(tmp_path):
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(path)
     with pytest.raises(RunError, match="class Sequential, not a tfvae model"):
         load_model(path)
-    assert_clean_failure(invoke("sample", path, "--out", tmp_path / "s.png"), "not a tfvae model")
+    assert_clean_failure(invoke_cli("sample", path, "--out", tmp_path / "s.png"), "not a tfvae model")
     not_keras = tmp_path / "junk.keras"
     not_keras.write_bytes(b"\x00" * 100)
     with pytest.raises(DamagedCheckpoint, match="is damaged: not a readable .keras archive"):
@@ -312,8 +306,8 @@ def test_a_plain_keras_model_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_an_exploding_loss_stops_training_without_an_export(tmp_path):
-    result = invoke("train", *SMALL, "--epochs", "3", "--learning-rate", "1e3", "--output-dir", tmp_path / "run",
-                    "--export-dir", tmp_path / "sm")
+    result = invoke_cli("train", *SMALL, "--epochs", "3", "--learning-rate", "1e3", "--output-dir", tmp_path / "run",
+                        "--export-dir", tmp_path / "sm")
     assert_clean_failure(result, "The loss exploded")
     assert "Lower the learning rate" in result.output and "fixed Gaussian scale" not in result.output
     assert "Nothing was exported" in result.output
@@ -341,7 +335,7 @@ def test_divergence_advice_matches_the_likelihood_scale():
 
 
 def test_sizes_are_bounded(tmp_path):
-    assert_clean_failure(invoke("sample", tmp_path, "-n", 1000000000), "1000000000 is not in the range 1<=x<=10000", code=2)
+    assert_clean_failure(invoke_cli("sample", tmp_path, "-n", 1000000000), "1000000000 is not in the range 1<=x<=10000", code=2)
     vae = tfvae.VAE.for_images((4, 5, 1), latent_dim=3)
     with pytest.raises(ValueError, match=r"Expected n <= \d+"):
         vae.sample(10**9)
@@ -349,8 +343,8 @@ def test_sizes_are_bounded(tmp_path):
 
 @pytest.mark.slow
 def test_steps_per_execution_is_clamped_to_an_epoch(tmp_path):
-    result = invoke("train", *SMALL, "--train-split", "test[:2000]", "--epochs", "1", "--steps-per-execution", "1000",
-                    "--output-dir", tmp_path / "run", "--no-export")
+    result = invoke_cli("train", *SMALL, "--train-split", "test[:2000]", "--epochs", "1", "--steps-per-execution", "1000",
+                        "--output-dir", tmp_path / "run", "--no-export")
     assert result.exit_code == 0, result.output
     assert "steps_per_execution is 15, not 1000" in result.output
     assert json.loads((tmp_path / "run" / "run_config.json").read_text())["steps_per_execution"] == 15
@@ -392,6 +386,6 @@ def test_a_killed_exports_temporary_folder_is_removed_by_the_next_export(tmp_pat
 
 
 def test_resume_of_a_missing_directory_creates_nothing(tmp_path):
-    result = invoke("train", *SMALL, "--output-dir", tmp_path / "nope", "--resume")
+    result = invoke_cli("train", *SMALL, "--output-dir", tmp_path / "nope", "--resume")
     assert_clean_failure(result, "does not exist. Start the run without --resume")
     assert not (tmp_path / "nope").exists()

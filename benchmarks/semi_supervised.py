@@ -6,7 +6,7 @@ codes of a plain VAE (M1) trained on every training image: what M1's features al
 first half of Kingma et al.'s M1+M2.
 
     python -m benchmarks.semi_supervised [--quick] [--epochs 10] [--seeds 0 1 2] [--labels 100 1000]
-                                         [--alphas 0.1 10] [--m1]
+                                         [--alphas 0.1 10] [--architecture mlp | conv] [--m1]
                                          [--dataset fashion_mnist | mnist-test]
 
 `fashion_mnist` trains on the 60k training split and tests on the 10k test split; `mnist-test` trains
@@ -32,15 +32,15 @@ BATCH_SIZE = 100
 BASELINE_STEPS = 2000
 
 
-def labels_only_accuracy(labelled_images, labels, test_images, test_labels, seed):
-    """Test accuracy of `tfvae.networks.mlp_classifier` (M2's q(y|x)) trained on the labelled examples alone."""
+def labels_only_accuracy(labelled_images, labels, test_images, test_labels, seed, architecture="mlp"):
+    """Test accuracy of M2's q(y|x) for `architecture` trained on the labelled examples alone."""
     import keras
     import tensorflow as tf
 
-    from tfvae.networks import mlp_classifier
+    from tfvae.networks import networks_for
 
     keras.utils.set_random_seed(seed)
-    classifier = mlp_classifier(labelled_images.shape[1:], 10)
+    classifier = networks_for(architecture)[2](labelled_images.shape[1:], 10)
     logits = keras.Sequential([classifier.body, classifier.to_logits])
     logits.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(seed)
@@ -84,6 +84,7 @@ def main():
     parser.add_argument("--labels", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--latent-dim", type=int, default=50)
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.1, 10.0], help="M2's classification weight α")
+    parser.add_argument("--architecture", choices=["mlp", "conv"], default="mlp", help="M2's networks and the baseline's")
     parser.add_argument("--m1", action="store_true", help="also the labels-only classifier on a plain VAE's latent codes")
     args = parser.parse_args()
     if args.quick:
@@ -105,8 +106,10 @@ def main():
         keras.utils.set_random_seed(0)
         train = load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False,
                              with_labels=model != "vae", labeled_examples=args.labels[0] if model != "vae" else None)
-        vae = (tfvae.VAE.for_images((28, 28, 1), latent_dim=args.latent_dim) if model == "vae" else
-               tfvae.SemiSupervisedVAE.for_images((28, 28, 1), 10, latent_dim=args.latent_dim))
+        vae = (tfvae.VAE.for_images((28, 28, 1), latent_dim=args.latent_dim, architecture=args.architecture)
+               if model == "vae" else
+               tfvae.SemiSupervisedVAE.for_images((28, 28, 1), 10, latent_dim=args.latent_dim,
+                                                  architecture=args.architecture))
         if model != "vae":
             vae.labeled_fraction = args.labels[0] / len(all_labels)
         vae.compile()
@@ -125,7 +128,8 @@ def main():
         for seed in args.seeds:
             kept = tfvae.data.keep_labels(all_labels, labeled_examples, seed)
             chosen = kept >= 0
-            baseline = labels_only_accuracy(grey_train[chosen], kept[chosen], test_images, test_labels, seed)
+            baseline = labels_only_accuracy(grey_train[chosen], kept[chosen], test_images, test_labels, seed,
+                                            args.architecture)
             if m1 is not None:
                 rows.append({
                     "dataset": args.dataset, "labels": labeled_examples, "seed": seed, "epochs": args.epochs,
@@ -138,13 +142,15 @@ def main():
                 keras.utils.set_random_seed(seed)
                 train = load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False, seed=seed,
                                      with_labels=True, labeled_examples=labeled_examples)
-                m2 = tfvae.SemiSupervisedVAE.for_images((28, 28, 1), 10, latent_dim=args.latent_dim, alpha=alpha, seed=seed)
+                m2 = tfvae.SemiSupervisedVAE.for_images((28, 28, 1), 10, latent_dim=args.latent_dim, alpha=alpha,
+                                                        architecture=args.architecture, seed=seed)
                 m2.labeled_fraction = labeled_examples / len(all_labels)
                 m2.compile()
                 start = time.perf_counter()
                 m2.fit(train, epochs=args.epochs, verbose=0)
                 rows.append({
-                    "dataset": args.dataset, "labels": labeled_examples, "alpha": alpha, "seed": seed, "epochs": args.epochs,
+                    "dataset": args.dataset, "architecture": args.architecture, "labels": labeled_examples,
+                    "alpha": alpha, "seed": seed, "epochs": args.epochs,
                     "m2_accuracy": m2.accuracy(test_images, test_labels), "labels_only_accuracy": baseline,
                     "m2_test_elbo": float(np.mean(m2.elbo(test_images, labels=test_labels, seed=0))),
                     "m2_train_s": time.perf_counter() - start,
@@ -154,7 +160,8 @@ def main():
         for alpha in args.alphas:
             mine = [row for row in rows if row["labels"] == labeled_examples and row.get("alpha") == alpha]
             rows.append({
-                "dataset": args.dataset, "labels": labeled_examples, "alpha": alpha, "seed": "mean",
+                "dataset": args.dataset, "architecture": args.architecture, "labels": labeled_examples,
+                "alpha": alpha, "seed": "mean",
                 "m2_accuracy": float(np.mean([row["m2_accuracy"] for row in mine])),
                 "labels_only_accuracy": float(np.mean([row["labels_only_accuracy"] for row in mine])),
             })
@@ -162,7 +169,7 @@ def main():
             mine = [row for row in rows if row["labels"] == labeled_examples and "m1_features_accuracy" in row]
             rows.append({"dataset": args.dataset, "labels": labeled_examples, "seed": "mean",
                          "m1_features_accuracy": float(np.mean([row["m1_features_accuracy"] for row in mine]))})
-    rows.append({"dataset": args.dataset, "vae_s_per_epoch": seconds_per_epoch["vae"],
+    rows.append({"dataset": args.dataset, "architecture": args.architecture, "vae_s_per_epoch": seconds_per_epoch["vae"],
                  "m2_s_per_epoch": seconds_per_epoch["semi-supervised"],
                  "m2_cost_ratio": seconds_per_epoch["semi-supervised"] / seconds_per_epoch["vae"]})
     report("semi_supervised", rows)

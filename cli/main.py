@@ -271,10 +271,14 @@ def complete(model, dataset, data_dir, no_download, split, train_split, mask, me
     observed = masks.make(mask, vae.image_shape, seed=seed)
     images, labels = _held_out(vae, dataset, split, data_dir, no_download, limit=num_images)
     training_images, _ = _held_out(vae, dataset, train_split, data_dir, no_download, limit=10000)
-    metrics, completed, drawn = completion_metrics(vae, images, observed, training_images.mean(axis=0), method, num_samples,
-                                                   seed, labels, draws=draws)
+    metrics, completed = completion_metrics(vae, images, observed, training_images.mean(axis=0), method, num_samples, seed,
+                                            labels)
     shown = slice(0, 16)
-    path = save_completions(out, images[shown], observed, completed[shown], None if drawn is None else drawn[:, shown])
+    drawn = None  # sampled for the pictured images only
+    if draws:
+        drawn = vae.complete(images[shown], observed, method=method, num_samples=num_samples, draws=draws, seed=seed,
+                             labels=labels[shown] if vae.conditional else None).numpy()
+    path = save_completions(out, images[shown], observed, completed[shown], drawn)
     metrics["mask"] = mask
     if as_json:
         click.echo(json.dumps(metrics, indent=2))

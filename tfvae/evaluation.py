@@ -70,9 +70,8 @@ def evaluate(vae, images, log_likelihood_samples=1000, seed=0, labels=None):
     return metrics
 
 
-def completion_metrics(vae, images, observed, pixel_means, method="importance", num_samples=1000, seed=0, labels=None,
-                       draws=None):
-    """(metrics, completed images[, draws]) for completing the missing pixels of `images` (which hold the truth).
+def completion_metrics(vae, images, observed, pixel_means, method="importance", num_samples=1000, seed=0, labels=None):
+    """(metrics, completed images) for completing the missing pixels of `images` (which hold the truth).
 
     Metrics: the model's `conditional_log_likelihood` of the missing pixels (nats per image) and,
     beside the same figures for a baseline that predicts every missing pixel by the training
@@ -98,8 +97,4 @@ def completion_metrics(vae, images, observed, pixel_means, method="importance", 
     else:
         squared_error = lambda means: float(np.sum((means - images) ** 2 * missing) / missing.sum())
         metrics.update(mean_squared_error=squared_error(completed), baseline_mean_squared_error=squared_error(baseline))
-    drawn = None
-    if draws:
-        drawn = vae.complete(images, observed, method=method, num_samples=num_samples, seed=seed, labels=labels,
-                             draws=draws).numpy()
-    return metrics, completed, drawn
+    return metrics, completed

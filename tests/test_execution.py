@@ -50,9 +50,9 @@ def test_xla_rule_on_accelerators(monkeypatch):
 
 
 def test_the_cli_uses_the_same_rule(tmp_path):
-    from conftest import MNIST_DIR, invoke_cli
+    from conftest import MNIST_CLI, invoke_cli
 
-    result = invoke_cli("train", "--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--train-split", "test[:256]",
+    result = invoke_cli("train", *MNIST_CLI, "--train-split", "test[:256]",
                         "--eval-split", "test[9000:9100]", "--epochs", "1", "--architecture", "conv",
                         "--log-likelihood-samples", "0", "--no-export", "--output-dir", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import MNIST_CLI, MNIST_DIR, invoke_cli
+from conftest import MNIST_CLI, invoke_cli
 
 import tfvae
 from tfvae.data.labels import keep_labels
@@ -191,8 +191,7 @@ def test_semi_supervised_fit_on_a_dataset_with_a_known_labelled_share(labelled):
     ],
 )
 def test_cli_rejects_labelled_example_counts_it_cannot_honour(args, message, tmp_path):
-    result = invoke_cli("train", "--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--train-split",
-                        "test[:1000]", *args, "--output-dir", str(tmp_path / "run"))
+    result = invoke_cli("train", *MNIST_CLI, "--train-split", "test[:1000]", *args, "--output-dir", str(tmp_path / "run"))
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
 

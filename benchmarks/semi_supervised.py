@@ -150,7 +150,7 @@ def main():
                 m2.fit(train, epochs=args.epochs, verbose=0)
                 rows.append({
                     "dataset": args.dataset, "architecture": args.architecture, "labels": labeled_examples,
-                    "alpha": alpha, "seed": seed, "epochs": args.epochs,
+                    "alpha": alpha, "latent_dim": args.latent_dim, "seed": seed, "epochs": args.epochs,
                     "m2_accuracy": m2.accuracy(test_images, test_labels), "labels_only_accuracy": baseline,
                     "m2_test_elbo": float(np.mean(m2.elbo(test_images, labels=test_labels, seed=0))),
                     "m2_train_s": time.perf_counter() - start,

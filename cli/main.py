@@ -87,6 +87,8 @@ def main():
 @click.option("--labeled-examples", type=click.IntRange(min=1),
               help="Semi-supervised: labels kept from the training split (class-balanced, chosen by --seed) [default: all].")
 @click.option("--alpha", type=click.FloatRange(min=0), default=0.1, help="Semi-supervised: weight of the classification loss.")
+@click.option("--bound-weighting", type=click.Choice(["data", "batch"]), default="data",
+              help="Semi-supervised: labelled bounds count once each (data) or each time a batch shows them (batch).")
 @click.option("--missing", metavar="random:P",
               help="Train on incomplete data: hide each training pixel with probability P (NaN pixels in an .npz count too).")
 @click.option("--train-split", default="train", help="TFDS split syntax, e.g. 'train[:90%]'.")

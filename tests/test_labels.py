@@ -73,6 +73,39 @@ def test_unlabelled_examples_never_enter_the_classification_loss(trained_m2, lab
     np.testing.assert_array_equal(weights.numpy(), (~unlabelled).astype(np.float32))
 
 
+def test_bound_weighting_decides_what_a_labelled_examples_bound_counts(trained_m2, labelled):
+    images = tf.constant(labelled[2][:8])
+    labels = np.array([3, -1, -1, 7, -1, 0, -1, -1], np.int32)
+    seed = tf.constant([5, 6], tf.int32)
+    trained_m2.alpha, fraction = 0.0, trained_m2.labeled_fraction
+    unweighted = trained_m2.compute_terms((images, labels), seed)["loss"].numpy()  # as in evaluation
+    try:
+        trained_m2.labeled_fraction = 0.01
+        data = trained_m2.compute_terms((images, labels), seed, training=True)["loss"].numpy()
+        trained_m2.bound_weighting = "batch"
+        batch = trained_m2.compute_terms((images, labels), seed, training=True)["loss"].numpy()
+    finally:
+        trained_m2.alpha, trained_m2.labeled_fraction, trained_m2.bound_weighting = 0.1, fraction, "data"
+    labelled_ones = labels >= 0
+    # "data": the 3 labelled of 8 stand for 1% of the data set, the 5 unlabelled for 99%.
+    np.testing.assert_allclose(data[labelled_ones], 0.01 * 8 / 3 * unweighted[labelled_ones], rtol=1e-5)
+    np.testing.assert_allclose(data[~labelled_ones], 0.99 * 8 / 5 * unweighted[~labelled_ones], rtol=1e-5)
+    # "batch": every example counts once, whatever the labelled share.
+    np.testing.assert_allclose(batch, unweighted, rtol=1e-6)
+
+
+def test_batch_weighted_m2_fits_a_dataset_without_a_labelled_share_and_keeps_its_weighting(labelled, tmp_path):
+    images, labels = labelled[0][:1000], keep_labels(labelled[1][:1000], 100, seed=0)
+    vae = semi_supervised(bound_weighting="batch")
+    vae.compile()
+    history = vae.fit(tf.data.Dataset.from_tensor_slices((images, labels)).batch(100), epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0]) and not vae.labeled_fraction_known
+    vae.save(tmp_path / "m2.keras")
+    assert keras.models.load_model(tmp_path / "m2.keras").bound_weighting == "batch"
+    with pytest.raises(ValueError, match="Expected bound_weighting in"):
+        semi_supervised(bound_weighting="labelled")
+
+
 def test_evaluate_reports_the_classifier_accuracy_on_labelled_data(trained_m2, labelled):
     _, _, images, labels = labelled
     results = trained_m2.evaluate(images[:1000], labels[:1000], batch_size=100, verbose=0, return_dict=True)
@@ -188,6 +221,7 @@ def test_semi_supervised_fit_on_a_dataset_with_a_known_labelled_share(labelled):
         (["--model", "semi-supervised", "--labeled-examples", "105"], "does not divide into the 10 classes"),
         (["--model", "semi-supervised", "--labeled-examples", "2000"], "needs 200 examples of each class"),
         (["--model", "conditional", "--labeled-examples", "100"], "labeled_examples applies to the semi-supervised"),
+        (["--model", "conditional", "--bound-weighting", "batch"], "--bound-weighting applies to the semi-supervised"),
     ],
 )
 def test_cli_rejects_labelled_example_counts_it_cannot_honour(args, message, tmp_path):
@@ -231,8 +265,8 @@ def test_conditional_samples_are_recognised_as_the_requested_class(labelled, mni
 def test_cli_semi_supervised_run_reports_accuracy_and_exports_a_classifier(tmp_path):
     run, export_dir = tmp_path / "run", tmp_path / "export"
     result = invoke_cli(
-        "train", *MNIST_CLI, "--model", "semi-supervised", "--labeled-examples", "100", "--train-split", "test[:2000]",
-        "--eval-split", "test[9000:9500]", "--epochs", "2", "--latent-dim", "8", "--log-likelihood-samples", "20",
+        "train", *MNIST_CLI, "--model", "semi-supervised", "--labeled-examples", "100", "--bound-weighting", "batch",
+        "--train-split", "test[:2000]", "--eval-split", "test[9000:9500]", "--epochs", "2", "--latent-dim", "8", "--log-likelihood-samples", "20",
         "--output-dir", str(run), "--export-dir", str(export_dir), "--quiet",
     )
     assert result.exit_code == 0, result.output
@@ -240,6 +274,8 @@ def test_cli_semi_supervised_run_reports_accuracy_and_exports_a_classifier(tmp_p
     assert 0 < metrics["accuracy"] <= 1 and metrics["elbo"] < metrics["log_likelihood"] < 0, metrics
     config = json.loads((run / "run_config.json").read_text())
     assert config["model"] == "semi-supervised" and config["labeled_examples"] == 100
+    assert config["bound_weighting"] == "batch"
+    assert keras.models.load_model(max(run.rglob("epoch-*.keras"))).bound_weighting == "batch"
     # samples.png: one row per class, ten classes.
     samples = keras.utils.load_img(run / "samples.png")
     assert samples.size[1] > 9 * 28

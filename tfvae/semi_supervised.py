@@ -23,16 +23,24 @@ class SemiSupervisedVAE(ConditionalVAE):
     The classification loss on labelled examples is weighted by `alpha` times
     the ratio of all to labelled examples (Kingma et al. 2014, eq. 9 with their
     α = 0.1·N): per batch, α times the mean −log q(y|x) over its labelled
-    examples, while bounds are weighted so that a batch of any labelled share
-    estimates the whole data set's mean bound (`labeled_fraction`, the share of
-    labelled examples in the training data, set by `fit` from arrays).
+    examples. `bound_weighting` says how labelled and unlabelled bounds add up:
+      "data"   reweighted so that a batch of any labelled share estimates the whole
+               data set's mean bound, each labelled example counting once as in the
+               paper's J (`labeled_fraction`, the share of labelled examples in the
+               training data, set by `fit` from arrays);
+      "batch"  every example of a batch counts once, so labelled examples count as
+               often as the pipeline shows them (a tenth of every batch, cycled), as
+               most M2 implementations train: the decoder learns p(x|z, y) from true
+               labels, and classifies better (benchmarks/RESULTS.md).
     `evaluate` reports `accuracy` (on labelled examples) beside the bound.
     """
+
+    BOUND_WEIGHTINGS = ("data", "batch")
 
     tracked = ("loss", "reconstruction", "kl", "elbo", "classification", "accuracy")
     allows_unlabelled = True
 
-    def __init__(self, encoder, decoder, classifier, alpha=0.1, labeled_fraction=None, **kwargs):
+    def __init__(self, encoder, decoder, classifier, alpha=0.1, labeled_fraction=None, bound_weighting="data", **kwargs):
         if classifier.num_classes != encoder.num_classes:
             raise ValueError(
                 "Expected the classifier to have the encoder's num_classes. Received: "
@@ -45,17 +53,22 @@ class SemiSupervisedVAE(ConditionalVAE):
             )
         if not (isinstance(alpha, (int, float)) and alpha >= 0):
             raise ValueError(f"Expected alpha >= 0. Received: alpha={alpha!r}")
+        if bound_weighting not in self.BOUND_WEIGHTINGS:
+            raise ValueError(
+                f"Expected bound_weighting in {self.BOUND_WEIGHTINGS}. Received: bound_weighting={bound_weighting!r}"
+            )
         # State beyond the VAE's exists before `VAE.__init__` builds the model (Keras then locks it).
         self.classifier = classifier
         fraction = 1.0 if labeled_fraction is None else float(labeled_fraction)
         self._labeled_fraction = keras.Variable(fraction, trainable=False, name="labeled_fraction", dtype="float32")
         super().__init__(encoder, decoder, **kwargs)
         self.alpha = float(alpha)
+        self.bound_weighting = bound_weighting
         self.labeled_fraction_known = labeled_fraction is not None
 
     @classmethod
     def for_images(cls, input_shape, num_classes, latent_dim=20, architecture="mlp", likelihood="bernoulli",
-                   gaussian_scale=0.1, alpha=0.1, **vae_options):
+                   gaussian_scale=0.1, alpha=0.1, bound_weighting="data", **vae_options):
         """M2 with MLP or conv networks; the classifier has the encoder's body."""
         networks.check_num_classes(num_classes, minimum=2)
         make_classifier = networks.networks_for(architecture)[2]
@@ -63,6 +76,7 @@ class SemiSupervisedVAE(ConditionalVAE):
             *networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale, num_classes),
             make_classifier(input_shape, num_classes),
             alpha=alpha,
+            bound_weighting=bound_weighting,
             **vae_options,
         )
 
@@ -95,8 +109,9 @@ class SemiSupervisedVAE(ConditionalVAE):
         classes = tf.repeat(tf.range(num_classes), batch)
         per_pair = self.objective_terms(tiled, seed, classes)
         per_class = {name: tf.reshape(value, [num_classes, batch]) for name, value in per_pair.items()}
+        weighted = training and self.bound_weighting == "data"
         terms = objectives.semi_supervised_terms(
-            per_class, self.classifier(images), labels, self.alpha, self._labeled_fraction if training else None
+            per_class, self.classifier(images), labels, self.alpha, self._labeled_fraction if weighted else None
         )
         return self._updating_baseline(terms, training)
 
@@ -106,11 +121,12 @@ class SemiSupervisedVAE(ConditionalVAE):
             if not (labels >= 0).any():
                 raise ValueError("Expected some labelled examples (labels >= 0); every label is -1.")
             self.labeled_fraction = float(np.mean(labels >= 0))
-        elif not self.labeled_fraction_known:
+        elif self.bound_weighting == "data" and not self.labeled_fraction_known:
             self.check_data(x, y)  # an unlabelled dataset is the likelier mistake: say that first
             raise ValueError(
                 "Set the share of labelled examples in the training data first, e.g. "
-                "vae.labeled_fraction = 100 / 60000, or pass arrays (images, labels) to fit."
+                "vae.labeled_fraction = 100 / 60000, or pass arrays (images, labels) to fit, "
+                'or weigh bounds by batch (bound_weighting="batch"), which needs no share.'
             )
         return super().fit(x, y, *args, **kwargs)
 
@@ -129,6 +145,7 @@ class SemiSupervisedVAE(ConditionalVAE):
             **super().get_config(),
             "classifier": keras.saving.serialize_keras_object(self.classifier),
             "alpha": self.alpha,
+            "bound_weighting": self.bound_weighting,
             "labeled_fraction": self.labeled_fraction if self.labeled_fraction_known else None,
         }
 

@@ -34,7 +34,7 @@ logger = logging.getLogger("tfvae")
 # Settings a resumed run must share with the run it continues (they shape the model or its data).
 MODEL_SETTINGS = (
     "dataset", "train_split", "architecture", "latent_dim", "likelihood", "gaussian_scale", "kl", "num_samples", "precision",
-    "objective", "gradient_estimator", "model", "labeled_examples", "alpha", "missing",
+    "objective", "gradient_estimator", "model", "labeled_examples", "alpha", "bound_weighting", "missing",
 )
 
 
@@ -45,6 +45,7 @@ class RunConfig:
     model: str = "vae"  # or "conditional", "semi-supervised" (tfvae.names.MODELS)
     labeled_examples: int | None = None  # semi-supervised: labels kept, class-balanced; None keeps every label
     alpha: float = 0.1  # semi-supervised: weight of the classification loss (Kingma et al. 2014)
+    bound_weighting: str = "data"  # semi-supervised: how labelled and unlabelled bounds add up (SemiSupervisedVAE)
     dataset: str = "mnist"
     missing: str | None = None  # "random:P": hide each training pixel with probability P (tfvae.masks.hide_at_random)
     train_split: str = "train"
@@ -101,6 +102,13 @@ class RunConfig:
                 raise RunError(f"Expected labeled_examples >= 1. Received: labeled_examples={self.labeled_examples!r}")
         if not self.alpha >= 0:
             raise RunError(f"Expected alpha >= 0. Received: alpha={self.alpha!r}")
+        if self.bound_weighting not in SemiSupervisedVAE.BOUND_WEIGHTINGS:
+            raise RunError(
+                f"Expected bound_weighting in {SemiSupervisedVAE.BOUND_WEIGHTINGS}. "
+                f"Received: bound_weighting={self.bound_weighting!r}"
+            )
+        if self.bound_weighting != RunConfig.bound_weighting and self.model != "semi-supervised":
+            raise RunError("--bound-weighting applies to the semi-supervised model. Add --model semi-supervised.")
         if self.missing is not None:
             try:
                 masks.missing_probability(self.missing)
@@ -197,7 +205,8 @@ def build_model(config, info, missing_data=False):
     else:
         labeled = info.num_examples if config.labeled_examples is None else config.labeled_examples
         vae = SemiSupervisedVAE.for_images(
-            info.image_shape, info.num_classes, alpha=config.alpha, labeled_fraction=labeled / info.num_examples, **options
+            info.image_shape, info.num_classes, alpha=config.alpha, labeled_fraction=labeled / info.num_examples,
+            bound_weighting=config.bound_weighting, **options
         )
     vae.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),

@@ -30,8 +30,8 @@ class SemiSupervisedVAE(ConditionalVAE):
                training data, set by `fit` from arrays);
       "batch"  every example of a batch counts once, so labelled examples count as
                often as the pipeline shows them (a tenth of every batch, cycled), as
-               most M2 implementations train: the decoder learns p(x|z, y) from true
-               labels, and classifies better (benchmarks/RESULTS.md).
+               most M2 implementations train; no `labeled_fraction` is needed (on
+               Fashion-MNIST, accuracy is the same: benchmarks/RESULTS.md).
     `evaluate` reports `accuracy` (on labelled examples) beside the bound.
     """
 

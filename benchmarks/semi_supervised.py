@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from benchmarks.common import report
+from tfvae.names import BOUND_WEIGHTINGS
 
 MNIST_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 DATASETS = {  # name -> (load_dataset arguments, train split, test split)
@@ -85,7 +86,7 @@ def main():
     parser.add_argument("--latent-dim", type=int, default=50)
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.1, 10.0], help="M2's classification weight α")
     parser.add_argument("--architecture", choices=["mlp", "conv"], default="mlp", help="M2's networks and the baseline's")
-    parser.add_argument("--bound-weighting", choices=["data", "batch"], default="data",
+    parser.add_argument("--bound-weighting", choices=BOUND_WEIGHTINGS, default="data",
                         help="how M2 adds labelled and unlabelled bounds (SemiSupervisedVAE's bound_weighting)")
     parser.add_argument("--m1", action="store_true", help="also the labels-only classifier on a plain VAE's latent codes")
     args = parser.parse_args()

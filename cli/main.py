@@ -12,7 +12,7 @@ import click
 
 from tfvae._version import __version__
 from tfvae.limits import MAX_GRID_IMAGES, MAX_LATENT_DIM
-from tfvae.names import COMPLETION_METHODS, GRADIENT_ESTIMATORS, MASKS, MODELS, OBJECTIVES
+from tfvae.names import BOUND_WEIGHTINGS, COMPLETION_METHODS, GRADIENT_ESTIMATORS, MASKS, MODELS, OBJECTIVES
 from tfvae.precision import PRECISIONS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -87,7 +87,7 @@ def main():
 @click.option("--labeled-examples", type=click.IntRange(min=1),
               help="Semi-supervised: labels kept from the training split (class-balanced, chosen by --seed) [default: all].")
 @click.option("--alpha", type=click.FloatRange(min=0), default=0.1, help="Semi-supervised: weight of the classification loss.")
-@click.option("--bound-weighting", type=click.Choice(["data", "batch"]), default="data",
+@click.option("--bound-weighting", type=click.Choice(BOUND_WEIGHTINGS), default="data",
               help="Semi-supervised: labelled bounds count once each (data) or each time a batch shows them (batch).")
 @click.option("--missing", metavar="random:P",
               help="Train on incomplete data: hide each training pixel with probability P (NaN pixels in an .npz count too).")

@@ -19,6 +19,9 @@ MODELS = {
     "semi-supervised": "SemiSupervisedVAE (M2): p(x|y) and q(y|x) from a few labels (--labeled-examples)",
 }
 
+# How M2 adds labelled and unlabelled bounds (`SemiSupervisedVAE(bound_weighting=...)`).
+BOUND_WEIGHTINGS = ("data", "batch")
+
 # How `VAE.complete` fills in missing pixels (tfvae.completion).
 COMPLETION_METHODS = ("importance", "pseudo_gibbs", "metropolis_within_gibbs")
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tfvae import networks, objectives
 from tfvae.conditional import ConditionalVAE
+from tfvae.names import BOUND_WEIGHTINGS
 from tfvae.validation import check_images, check_labels
 
 
@@ -35,8 +36,6 @@ class SemiSupervisedVAE(ConditionalVAE):
     `evaluate` reports `accuracy` (on labelled examples) beside the bound.
     """
 
-    BOUND_WEIGHTINGS = ("data", "batch")
-
     tracked = ("loss", "reconstruction", "kl", "elbo", "classification", "accuracy")
     allows_unlabelled = True
 
@@ -53,9 +52,9 @@ class SemiSupervisedVAE(ConditionalVAE):
             )
         if not (isinstance(alpha, (int, float)) and alpha >= 0):
             raise ValueError(f"Expected alpha >= 0. Received: alpha={alpha!r}")
-        if bound_weighting not in self.BOUND_WEIGHTINGS:
+        if bound_weighting not in BOUND_WEIGHTINGS:
             raise ValueError(
-                f"Expected bound_weighting in {self.BOUND_WEIGHTINGS}. Received: bound_weighting={bound_weighting!r}"
+                f"Expected bound_weighting in {BOUND_WEIGHTINGS}. Received: bound_weighting={bound_weighting!r}"
             )
         # State beyond the VAE's exists before `VAE.__init__` builds the model (Keras then locks it).
         self.classifier = classifier

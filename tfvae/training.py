@@ -26,7 +26,7 @@ from tfvae.conditional import ConditionalVAE
 from tfvae.data import load_dataset
 from tfvae.errors import RunError, TrainingDiverged, TrainingInterrupted
 from tfvae.model import VAE
-from tfvae.names import MODELS
+from tfvae.names import BOUND_WEIGHTINGS, MODELS
 from tfvae.semi_supervised import SemiSupervisedVAE
 
 logger = logging.getLogger("tfvae")
@@ -102,9 +102,9 @@ class RunConfig:
                 raise RunError(f"Expected labeled_examples >= 1. Received: labeled_examples={self.labeled_examples!r}")
         if not self.alpha >= 0:
             raise RunError(f"Expected alpha >= 0. Received: alpha={self.alpha!r}")
-        if self.bound_weighting not in SemiSupervisedVAE.BOUND_WEIGHTINGS:
+        if self.bound_weighting not in BOUND_WEIGHTINGS:
             raise RunError(
-                f"Expected bound_weighting in {SemiSupervisedVAE.BOUND_WEIGHTINGS}. "
+                f"Expected bound_weighting in {BOUND_WEIGHTINGS}. "
                 f"Received: bound_weighting={self.bound_weighting!r}"
             )
         if self.bound_weighting != RunConfig.bound_weighting and self.model != "semi-supervised":

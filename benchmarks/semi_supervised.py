@@ -35,18 +35,15 @@ BASELINE_STEPS = 2000
 
 
 def labels_only_accuracy(labelled_images, labels, test_images, test_labels, seed, architecture="mlp"):
-    """Test accuracy of M2's q(y|x) for `architecture` (the encoder's feature layers, then the classifier's
-    own) trained on the labelled examples alone."""
+    """Test accuracy of M2's q(y|x) for `architecture` trained on the labelled examples alone."""
     import keras
     import tensorflow as tf
 
     from tfvae.networks import networks_for
 
     keras.utils.set_random_seed(seed)
-    make_encoder, _, make_classifier = networks_for(architecture)
-    encoder = make_encoder(labelled_images.shape[1:], 1, num_classes=10)
-    classifier = make_classifier(encoder.feature_dim, 10)
-    logits = keras.Sequential([*encoder.feature_layers, classifier.body, classifier.to_logits])
+    classifier = networks_for(architecture)[2](labelled_images.shape[1:], 10)
+    logits = keras.Sequential([classifier.body, classifier.to_logits])
     logits.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(seed)
     batches = tf.data.Dataset.from_tensor_slices((labelled_images, labels)).repeat().shuffle(1000, seed=seed)
@@ -68,15 +65,15 @@ def m1_features_accuracy(m1, labelled_images, labels, test_images, test_labels, 
 
     keras.utils.set_random_seed(seed)
     posterior = m1.encode(labelled_images)
-    classifier = mlp_classifier(m1.latent_dim, 10)
+    classifier = mlp_classifier((1, 1, m1.latent_dim), 10)
     logits = keras.Sequential([classifier.body, classifier.to_logits])
     logits.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     codes = tf.data.Dataset.from_tensor_slices((posterior.mean(), posterior.stddev(), labels)).repeat().shuffle(1000, seed=seed)
     codes = codes.batch(min(BATCH_SIZE, len(labels))).map(
-        lambda loc, scale, y: (loc + scale * tf.random.normal(tf.shape(loc), seed=seed), y)
+        lambda loc, scale, y: (tf.reshape(loc + scale * tf.random.normal(tf.shape(loc), seed=seed), [-1, 1, 1, m1.latent_dim]), y)
     )
     logits.fit(codes, steps_per_epoch=BASELINE_STEPS, epochs=1, verbose=0)
-    test_codes = m1.encode(test_images).mean()
+    test_codes = tf.reshape(m1.encode(test_images).mean(), [-1, 1, 1, m1.latent_dim])
     return float(np.mean(np.argmax(logits.predict(test_codes, batch_size=1000, verbose=0), axis=1) == test_labels))
 
 

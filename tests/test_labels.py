@@ -106,22 +106,6 @@ def test_batch_weighted_m2_fits_a_dataset_without_a_labelled_share_and_keeps_its
         semi_supervised(bound_weighting="labelled")
 
 
-def test_m2_classifier_shares_the_conv_encoders_convolutions(labelled):
-    """With α = 0 and every example labelled, q(y|x) enters no loss term, yet it moves: the bound trains the
-    convolutions the classifier shares with the encoder, while the classifier's own layers stay put."""
-    images, labels = labelled[0][:100], labelled[1][:100]
-    vae = semi_supervised(architecture="conv", alpha=0.0)
-    assert [type(layer) for layer in vae.encoder.feature_layers] == [keras.layers.Conv2D, keras.layers.Conv2D,
-                                                                      keras.layers.Flatten]
-    own = [variable.numpy() for variable in vae.classifier.trainable_variables]
-    before = vae.classify(images).probs_parameter().numpy()
-    vae.compile()
-    vae.fit(images, labels, batch_size=100, epochs=1, verbose=0)
-    for old, new in zip(own, vae.classifier.trainable_variables, strict=True):
-        np.testing.assert_array_equal(old, new.numpy())
-    assert np.abs(vae.classify(images).probs_parameter().numpy() - before).max() > 1e-4
-
-
 def test_evaluate_reports_the_classifier_accuracy_on_labelled_data(trained_m2, labelled):
     _, _, images, labels = labelled
     results = trained_m2.evaluate(images[:1000], labels[:1000], batch_size=100, verbose=0, return_dict=True)

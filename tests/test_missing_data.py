@@ -103,7 +103,7 @@ def test_nan_in_a_model_without_missing_data_is_a_clear_error(binarized_mnist):
         vae.complete(binarized_mnist[0][:2])
     with pytest.raises(ValueError, match="does not train on images with missing pixels"):
         tfvae.SemiSupervisedVAE(*tfvae.networks.image_networks((28, 28, 1), 2, num_classes=10, missing_data=True),
-                                tfvae.networks.mlp_classifier(784, 10))
+                                tfvae.networks.mlp_classifier((28, 28, 1), 10))
 
 
 def test_missing_random_hides_a_fixed_share_of_pixels_per_image():

@@ -93,7 +93,7 @@ def serving_functions(vae):
     observed_spec = tf.TensorSpec((None, *vae.image_shape), tf.float32, name="observed")
     functions["complete"] = (complete, [image_spec, observed_spec, scalar("seed"), *label_specs])
     if hasattr(vae, "classify"):
-        functions["classify"] = (lambda images: {"probabilities": vae._classify(images).probs_parameter()}, [image_spec])
+        functions["classify"] = (lambda images: {"probabilities": vae.classifier(images).probs_parameter()}, [image_spec])
     return functions
 
 

@@ -1,8 +1,7 @@
 """Encoders, decoders and classifiers: Keras models whose outputs are `tfd` distributions.
 
 An `Encoder` maps images (B, H, W, C) to q(z|x); a `Decoder` maps latent codes
-(..., latent_dim) to p(x|z) over images; a `Classifier` maps an encoder's label-free
-features of images to q(y|x), so that M2's classifier shares the encoder's convolutions.
+(..., latent_dim) to p(x|z) over images; a `Classifier` maps images to q(y|x).
 Each wraps a plain Keras `body` (MLP or convolutional) and a distribution head
 from `tfvae.distributions`, so new architectures only need a new body. With
 `num_classes` > 0 the encoder and decoder are conditional: the one-hot label
@@ -117,35 +116,6 @@ class Encoder(_Network):
             inputs = [images, one_hot(labels, self.num_classes, images.dtype)]
         return self.posterior(self.to_params(self.body(inputs)))
 
-    @property
-    def feature_layers(self):
-        """The body's layers before the label joins (a conv encoder's convolutions and flatten): they see the
-        image alone, so a classifier q(y|x) can share them."""
-        layers = []
-        for layer in self.body.layers:
-            if isinstance(layer, keras.layers.Concatenate):
-                return layers
-            if not isinstance(layer, keras.layers.InputLayer):
-                layers.append(layer)
-        raise ValueError(
-            "This encoder has no label-free feature layers: expected a conditional encoder (num_classes > 0) whose body "
-            "joins the label with a Concatenate layer, as tfvae.networks' encoders do."
-        )
-
-    @property
-    def feature_dim(self):
-        """The size of `features(images)`."""
-        shape = (None, *self.image_shape)
-        for layer in self.feature_layers:
-            shape = layer.compute_output_shape(shape)
-        return shape[-1]
-
-    def features(self, images):
-        """Label-free features (B, feature_dim) of whole images, as the body computes them before the label joins."""
-        for layer in self.feature_layers:
-            images = layer(images)
-        return images
-
     def get_config(self):
         return {
             **super().get_config(),
@@ -204,19 +174,15 @@ class Decoder(_Network):
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class Classifier(_Network):
-    """Label-free features (B, feature_dim) from an `Encoder.features` -> q(y|x) = Categorical over `num_classes`.
+    """Images (B, H, W, C) -> q(y|x) = Categorical over `num_classes` (the classifier of model M2)."""
 
-    Model M2's classifier: on top of its encoder's feature layers, so unlabelled images train the
-    classifier's features through the bound as well as labelled ones through the classification loss.
-    """
-
-    def __init__(self, feature_dim, num_classes, body, **kwargs):
+    def __init__(self, image_shape, num_classes, body, **kwargs):
         super().__init__(**kwargs)
-        self.feature_dim = check_count("feature_dim", feature_dim, 1, None)
+        self.image_shape = check_image_shape(image_shape)
         self.num_classes = check_num_classes(num_classes, minimum=2)
         self.body = body
         self.to_logits = keras.layers.Dense(num_classes, dtype="float32", name="to_logits")
-        self.build((None, self.feature_dim))
+        self.build((None, *self.image_shape))
 
     def build(self, input_shape):
         if not self.body.built:
@@ -224,13 +190,13 @@ class Classifier(_Network):
         self.to_logits.build(self.body.compute_output_shape(input_shape))
         self.built = True
 
-    def call(self, features):
-        return tfd.Categorical(logits=tf.cast(self.to_logits(self.body(features)), tf.float32))
+    def call(self, images):
+        return tfd.Categorical(logits=tf.cast(self.to_logits(self.body(images)), tf.float32))
 
     def get_config(self):
         return {
             **super().get_config(),
-            "feature_dim": self.feature_dim,
+            "image_shape": self.image_shape,
             "num_classes": self.num_classes,
         }
 
@@ -281,16 +247,10 @@ def mlp_encoder(input_shape, latent_dim, hidden_units=(400,), activation="relu",
     return Encoder(input_shape, latent_dim, body, num_classes=num_classes, missing_data=missing_data, name="encoder")
 
 
-def _dense_classifier(feature_dim, num_classes, hidden_units, activation, name):
-    hidden_units = _check_units("hidden_units", hidden_units)
-    body = keras.Sequential([keras.Input((feature_dim,)), *[keras.layers.Dense(units, activation=activation) for units in hidden_units]],
-                            name=name)
-    return Classifier(feature_dim, num_classes, body, name="classifier")
-
-
-def mlp_classifier(feature_dim, num_classes, hidden_units=(400,), activation="relu"):
-    """q(y|x) on an `mlp_encoder`'s features (the flattened image): dense layers as the encoder's."""
-    return _dense_classifier(feature_dim, num_classes, hidden_units, activation, "mlp_classifier_body")
+def mlp_classifier(input_shape, num_classes, hidden_units=(400,), activation="relu"):
+    """Fully connected classifier q(y|x), the same body as `mlp_encoder`."""
+    return Classifier(input_shape, num_classes, _mlp_body(input_shape, hidden_units, activation, 0, "mlp_classifier_body"),
+                      name="classifier")
 
 
 def mlp_decoder(
@@ -332,9 +292,10 @@ def conv_encoder(input_shape, latent_dim, filters=(32, 64), kernel_size=3, hidde
     return Encoder(input_shape, latent_dim, body, num_classes=num_classes, missing_data=missing_data, name="encoder")
 
 
-def conv_classifier(feature_dim, num_classes, hidden_units=(256,)):
-    """q(y|x) on a `conv_encoder`'s features (its convolutions, flattened): dense layers as the encoder's."""
-    return _dense_classifier(feature_dim, num_classes, hidden_units, "relu", "conv_classifier_body")
+def conv_classifier(input_shape, num_classes, filters=(32, 64), kernel_size=3, hidden_units=(256,)):
+    """Convolutional classifier q(y|x), the same body as `conv_encoder`."""
+    body = _conv_body(input_shape, filters, kernel_size, hidden_units, 0, "conv_classifier_body")
+    return Classifier(input_shape, num_classes, body, name="classifier")
 
 
 def conv_decoder(

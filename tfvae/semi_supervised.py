@@ -1,6 +1,6 @@
 """Model M2 of Kingma, Rezende, Mohamed & Welling (2014): semi-supervised learning with a VAE.
 
-The conditional VAE plus a classifier q(y|x) on the encoder's label-free layers. Labelled examples maximize the
+The conditional VAE plus a classifier q(y|x). Labelled examples maximize the
 conditional bound L(x, y) (with log p(y) for a uniform prior over classes) and
 learn the classifier directly; unlabelled examples maximize
 U(x) = Σ_y q(y|x) L(x, y) + H(q(y|x)), summed over every class in one batched
@@ -50,11 +50,6 @@ class SemiSupervisedVAE(ConditionalVAE):
                 "SemiSupervisedVAE does not train on images with missing pixels: its classifier q(y|x) needs whole "
                 "images. Use tfvae.VAE or tfvae.ConditionalVAE with missing_data=True, or fill the missing pixels in."
             )
-        if classifier.feature_dim != encoder.feature_dim:
-            raise ValueError(
-                "Expected the classifier to take the encoder's features. Received: "
-                f"classifier.feature_dim={classifier.feature_dim}, encoder.feature_dim={encoder.feature_dim}"
-            )
         if not (isinstance(alpha, (int, float)) and alpha >= 0):
             raise ValueError(f"Expected alpha >= 0. Received: alpha={alpha!r}")
         if bound_weighting not in BOUND_WEIGHTINGS:
@@ -73,15 +68,12 @@ class SemiSupervisedVAE(ConditionalVAE):
     @classmethod
     def for_images(cls, input_shape, num_classes, latent_dim=20, architecture="mlp", likelihood="bernoulli",
                    gaussian_scale=0.1, alpha=0.1, bound_weighting="data", **vae_options):
-        """M2 with MLP or conv networks; the classifier shares the encoder's layers before the label joins
-        (a conv encoder's convolutions) and has dense layers of its own, as the encoder's."""
+        """M2 with MLP or conv networks; the classifier has the encoder's body."""
         networks.check_num_classes(num_classes, minimum=2)
         make_classifier = networks.networks_for(architecture)[2]
-        encoder, decoder = networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale, num_classes)
         return cls(
-            encoder,
-            decoder,
-            make_classifier(encoder.feature_dim, num_classes),
+            *networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale, num_classes),
+            make_classifier(input_shape, num_classes),
             alpha=alpha,
             bound_weighting=bound_weighting,
             **vae_options,
@@ -98,12 +90,14 @@ class SemiSupervisedVAE(ConditionalVAE):
         self._labeled_fraction.assign(float(value))
         self.labeled_fraction_known = True
 
+    def build(self, input_shape):
+        if not self.classifier.built:
+            self.classifier.build(input_shape)
+        super().build(input_shape)
+
     def classify(self, images):
         """q(y|x), a `tfd.Categorical` with batch shape (B,)."""
-        return self._classify(self._checked(images))
-
-    def _classify(self, images):
-        return self.classifier(self.encoder.features(images))
+        return self.classifier(self._checked(images))
 
     def compute_terms(self, data, seed, training=False):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -116,7 +110,7 @@ class SemiSupervisedVAE(ConditionalVAE):
         per_class = {name: tf.reshape(value, [num_classes, batch]) for name, value in per_pair.items()}
         weighted = training and self.bound_weighting == "data"
         terms = objectives.semi_supervised_terms(
-            per_class, self._classify(images), labels, self.alpha, self._labeled_fraction if weighted else None
+            per_class, self.classifier(images), labels, self.alpha, self._labeled_fraction if weighted else None
         )
         return self._updating_baseline(terms, training)
 
@@ -140,7 +134,7 @@ class SemiSupervisedVAE(ConditionalVAE):
         check_images(images, self.image_shape, self.data_support)
         labels = check_labels(labels, len(images), self.num_classes)
         predictions = np.concatenate([
-            self._classify(tf.convert_to_tensor(images[start : start + batch_size], tf.float32)).mode().numpy()
+            self.classifier(tf.convert_to_tensor(images[start : start + batch_size], tf.float32)).mode().numpy()
             for start in range(0, len(images), batch_size)
         ])
         return float(np.mean(predictions == labels))

@@ -9,6 +9,7 @@ first half of Kingma et al.'s M1+M2.
     python -m benchmarks.semi_supervised [--quick] [--epochs 10] [--seeds 0 1 2] [--labels 100 1000]
                                          [--alphas 0.1 10] [--architecture mlp | conv] [--m1]
                                          [--dataset fashion_mnist | mnist-test] [--bound-weighting data | batch]
+                                         [--beta 1] [--objective elbo | iwae] [--num-samples 1]
 
 `fashion_mnist` trains on the 60k training split and tests on the 10k test split; `mnist-test` trains
 on MNIST `test[:8000]` (../shared/data/mnist) and tests on `test[8000:]`.
@@ -21,7 +22,7 @@ import time
 import numpy as np
 
 from benchmarks.common import report
-from tfvae.names import BOUND_WEIGHTINGS
+from tfvae.names import BOUND_WEIGHTINGS, OBJECTIVES
 
 MNIST_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 DATASETS = {  # name -> (load_dataset arguments, train split, test split)
@@ -97,6 +98,9 @@ def main():
     parser.add_argument("--architecture", choices=["mlp", "conv"], default="mlp", help="M2's networks and the baseline's")
     parser.add_argument("--bound-weighting", choices=BOUND_WEIGHTINGS, default="data",
                         help="how M2 adds labelled and unlabelled bounds (SemiSupervisedVAE's bound_weighting)")
+    parser.add_argument("--beta", type=float, default=1.0, help="M2's weight on the KL of z (the VAE's beta)")
+    parser.add_argument("--objective", choices=OBJECTIVES, default="elbo", help="M2's bound for each class")
+    parser.add_argument("--num-samples", type=int, default=1, help="samples of z per (example, class)")
     parser.add_argument("--m1", action="store_true", help="also the labels-only classifier on a plain VAE's latent codes")
     args = parser.parse_args()
     if args.quick:
@@ -156,14 +160,16 @@ def main():
                                      with_labels=True, labeled_examples=labeled_examples)
                 m2 = tfvae.SemiSupervisedVAE.for_images((28, 28, 1), 10, latent_dim=args.latent_dim, alpha=alpha,
                                                         architecture=args.architecture, seed=seed,
-                                                        bound_weighting=args.bound_weighting)
+                                                        bound_weighting=args.bound_weighting, beta=args.beta,
+                                                        objective=args.objective, num_samples=args.num_samples)
                 m2.labeled_fraction = labeled_examples / len(all_labels)
                 m2.compile()
                 start = time.perf_counter()
                 m2.fit(train, epochs=args.epochs, verbose=0)
                 rows.append({
                     "dataset": args.dataset, "architecture": args.architecture, "labels": labeled_examples,
-                    "alpha": alpha, "latent_dim": args.latent_dim, "bound_weighting": args.bound_weighting,
+                    "alpha": alpha, "beta": args.beta, "objective": args.objective,
+                    "num_samples": args.num_samples, "latent_dim": args.latent_dim, "bound_weighting": args.bound_weighting,
                     "seed": seed, "epochs": args.epochs, "m2_accuracy": m2.accuracy(test_images, test_labels),
                     "m2_generative_accuracy": generative_accuracy(m2, test_images, test_labels),
                     "labels_only_accuracy": baseline,

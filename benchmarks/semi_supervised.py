@@ -166,7 +166,8 @@ def main():
                 start = time.perf_counter()
                 m2.fit(train, epochs=args.epochs, verbose=0)
                 rows.append({
-                    "dataset": args.dataset, "labels": labeled_examples, "alpha": alpha, **m2_options, "seed": seed, "epochs": args.epochs, "m2_accuracy": m2.accuracy(test_images, test_labels),
+                    "dataset": args.dataset, "labels": labeled_examples, "alpha": alpha, **m2_options,
+                    "seed": seed, "epochs": args.epochs, "m2_accuracy": m2.accuracy(test_images, test_labels),
                     "m2_generative_accuracy": generative_accuracy(m2, test_images, test_labels),
                     "labels_only_accuracy": baseline,
                     "m2_test_elbo": float(np.mean(m2.elbo(test_images, labels=test_labels, seed=0))),

@@ -2,12 +2,14 @@
 architecture as its q(y|x) trained on the labelled examples alone, in the same run, with the same
 class-balanced labels (seeded) and the same binarized inputs, for each α; beside them, the accuracy of
 M2's generative model as a classifier, argmax_y ELBO(x|y). Also M2's cost per epoch relative to the
-plain VAE. With `--m1`, also the same labels-only classifier on the latent
-codes of a plain VAE (M1) trained on every training image: what M1's features alone add, the
-first half of Kingma et al.'s M1+M2.
+plain VAE. `--models m1+m2` trains Kingma et al.'s M1+M2 instead (`tfvae.StackedSemiSupervisedVAE`:
+M2 on the codes of a plain VAE, M1, trained for `--m1-epochs` on every training image, one M1 per
+seed). With `--m1`, also the same labels-only classifier on M1's latent codes: what M1's features
+alone add.
 
     python -m benchmarks.semi_supervised [--quick] [--epochs 10] [--seeds 0 1 2] [--labels 100 1000]
                                          [--alphas 0.1 10] [--architecture mlp | conv] [--m1]
+                                         [--models m2 m1+m2] [--m1-epochs 20]
                                          [--dataset fashion_mnist | mnist-test] [--bound-weighting data | batch]
                                          [--beta 1] [--objective elbo | iwae] [--num-samples 1]
 
@@ -102,9 +104,12 @@ def main():
     parser.add_argument("--objective", choices=OBJECTIVES, default="elbo", help="M2's bound for each class")
     parser.add_argument("--num-samples", type=int, default=1, help="samples of z per (example, class)")
     parser.add_argument("--m1", action="store_true", help="also the labels-only classifier on a plain VAE's latent codes")
+    parser.add_argument("--models", choices=["m2", "m1+m2"], nargs="+", default=["m2"],
+                        help="M2 on pixels (--architecture) and/or M2 on the codes of an MLP VAE (M1+M2)")
+    parser.add_argument("--m1-epochs", type=int, default=20, help="epochs of M1 (a plain MLP VAE) on every training image")
     args = parser.parse_args()
     if args.quick:
-        args.epochs, args.seeds, args.labels, args.alphas = 1, [0], [100], [0.1]
+        args.epochs, args.m1_epochs, args.seeds, args.labels, args.alphas = 1, 1, [0], [100], [0.1]
 
     import keras
 
@@ -121,7 +126,7 @@ def main():
     m2_options = {"latent_dim": args.latent_dim, "architecture": args.architecture, "beta": args.beta,
                   "bound_weighting": args.bound_weighting, "objective": args.objective, "num_samples": args.num_samples}
     rows, seconds_per_epoch = [], {}
-    for model in ("vae", "semi-supervised"):  # the cost of an epoch, on the first seed and label count
+    for model in ("vae", "semi-supervised") if "m2" in args.models else ():  # an epoch's cost, first seed and label count
         keras.utils.set_random_seed(0)
         train = load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False,
                              with_labels=model != "vae", labeled_examples=args.labels[0] if model != "vae" else None)
@@ -135,61 +140,85 @@ def main():
         start = time.perf_counter()
         vae.fit(train, epochs=1, verbose=0)
         seconds_per_epoch[model] = time.perf_counter() - start
-    m1 = None
-    if args.m1:  # trained once, on every training image, as long as M2
-        keras.utils.set_random_seed(0)
-        m1 = tfvae.VAE.for_images((28, 28, 1), latent_dim=args.latent_dim, seed=0)
-        m1.compile()
-        m1.fit(load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False), epochs=args.epochs, verbose=0)
+    m1_by_seed = {}
+
+    def trained_m1(seed):
+        """M1, a plain MLP VAE trained on every training image: one per seed, shared by its rows."""
+        if seed not in m1_by_seed:
+            keras.utils.set_random_seed(seed)
+            m1 = tfvae.VAE.for_images((28, 28, 1), latent_dim=args.latent_dim, seed=seed)
+            m1.compile()
+            m1.fit(load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False, seed=seed),
+                   epochs=args.m1_epochs, verbose=0)
+            m1_by_seed[seed] = m1
+        return m1_by_seed[seed]
+
+    if args.m1:
         binary_train = collect(load_dataset(**source, split=train_split, binarize="static", shuffle=False, download=False))[0]
+    # M1+M2's own options: its M2 is an MLP on M1's codes, with z2 as wide as M1's z1.
+    stacked_options = {"latent_dim": args.latent_dim, "architecture": "mlp", "m1_epochs": args.m1_epochs, "beta": args.beta,
+                       "bound_weighting": args.bound_weighting, "objective": args.objective, "num_samples": args.num_samples}
     for labeled_examples in args.labels:
         for seed in args.seeds:
             kept = tfvae.data.keep_labels(all_labels, labeled_examples, seed)
             chosen = kept >= 0
             baseline = labels_only_accuracy(grey_train[chosen], kept[chosen], test_images, test_labels, seed,
                                             args.architecture)
-            if m1 is not None:
+            if args.m1:
                 rows.append({
-                    "dataset": args.dataset, "labels": labeled_examples, "seed": seed, "epochs": args.epochs,
-                    "m1_features_accuracy": m1_features_accuracy(m1, binary_train[chosen], kept[chosen], test_images,
-                                                                 test_labels, seed),
+                    "dataset": args.dataset, "labels": labeled_examples, "seed": seed, "m1_epochs": args.m1_epochs,
+                    "m1_features_accuracy": m1_features_accuracy(trained_m1(seed), binary_train[chosen], kept[chosen],
+                                                                 test_images, test_labels, seed),
                     "labels_only_accuracy": baseline,
                 })
                 print(rows[-1], flush=True)
             for alpha in args.alphas:
-                keras.utils.set_random_seed(seed)
-                train = load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False, seed=seed,
-                                     with_labels=True, labeled_examples=labeled_examples)
-                m2 = tfvae.SemiSupervisedVAE.for_images((28, 28, 1), 10, alpha=alpha, seed=seed, **m2_options)
-                m2.labeled_fraction = labeled_examples / len(all_labels)
-                m2.compile()
-                start = time.perf_counter()
-                m2.fit(train, epochs=args.epochs, verbose=0)
-                rows.append({
-                    "dataset": args.dataset, "labels": labeled_examples, "alpha": alpha, **m2_options,
-                    "seed": seed, "epochs": args.epochs, "m2_accuracy": m2.accuracy(test_images, test_labels),
-                    "m2_generative_accuracy": generative_accuracy(m2, test_images, test_labels),
-                    "labels_only_accuracy": baseline,
-                    "m2_test_elbo": float(np.mean(m2.elbo(test_images, labels=test_labels, seed=0))),
-                    "m2_train_s": time.perf_counter() - start,
-                })
-                print(rows[-1], flush=True)
+                for model in args.models:
+                    m1 = trained_m1(seed) if model == "m1+m2" else None
+                    keras.utils.set_random_seed(seed)
+                    train = load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False, seed=seed,
+                                         with_labels=True, labeled_examples=labeled_examples)
+                    if m1 is None:
+                        options = m2_options
+                        m2 = tfvae.SemiSupervisedVAE.for_images((28, 28, 1), 10, alpha=alpha, seed=seed, **options)
+                    else:
+                        options = stacked_options
+                        m2 = tfvae.StackedSemiSupervisedVAE.on_codes_of(
+                            m1, 10, alpha=alpha, seed=seed,
+                            **{key: options[key] for key in ("latent_dim", "beta", "bound_weighting", "objective", "num_samples")},
+                        )
+                    m2.labeled_fraction = labeled_examples / len(all_labels)
+                    m2.compile()
+                    start = time.perf_counter()
+                    m2.fit(train, epochs=args.epochs, verbose=0)
+                    rows.append({
+                        "dataset": args.dataset, "model": model, "labels": labeled_examples, "alpha": alpha, **options,
+                        "seed": seed, "epochs": args.epochs, "m2_accuracy": m2.accuracy(test_images, test_labels),
+                        "labels_only_accuracy": baseline, "m2_train_s": time.perf_counter() - start,
+                    })
+                    if m1 is None:
+                        rows[-1]["m2_generative_accuracy"] = generative_accuracy(m2, test_images, test_labels)
+                        rows[-1]["m2_test_elbo"] = float(np.mean(m2.elbo(test_images, labels=test_labels, seed=0)))
+                    print(rows[-1], flush=True)
     for labeled_examples in args.labels:
         for alpha in args.alphas:
-            mine = [row for row in rows if row["labels"] == labeled_examples and row.get("alpha") == alpha]
-            rows.append({
-                "dataset": args.dataset, "architecture": args.architecture, "labels": labeled_examples,
-                "alpha": alpha, "bound_weighting": args.bound_weighting, "seed": "mean",
-                "m2_accuracy": float(np.mean([row["m2_accuracy"] for row in mine])),
-                "labels_only_accuracy": float(np.mean([row["labels_only_accuracy"] for row in mine])),
-            })
-        if m1 is not None:
+            for model in args.models:
+                mine = [row for row in rows
+                        if row["labels"] == labeled_examples and row.get("alpha") == alpha and row.get("model") == model]
+                rows.append({
+                    "dataset": args.dataset, "model": model, "architecture": mine[0]["architecture"],
+                    "labels": labeled_examples, "alpha": alpha, "bound_weighting": args.bound_weighting, "seed": "mean",
+                    "m2_accuracy": float(np.mean([row["m2_accuracy"] for row in mine])),
+                    "labels_only_accuracy": float(np.mean([row["labels_only_accuracy"] for row in mine])),
+                })
+        if args.m1:
             mine = [row for row in rows if row["labels"] == labeled_examples and "m1_features_accuracy" in row]
             rows.append({"dataset": args.dataset, "labels": labeled_examples, "seed": "mean",
                          "m1_features_accuracy": float(np.mean([row["m1_features_accuracy"] for row in mine]))})
-    rows.append({"dataset": args.dataset, "architecture": args.architecture, "vae_s_per_epoch": seconds_per_epoch["vae"],
-                 "m2_s_per_epoch": seconds_per_epoch["semi-supervised"],
-                 "m2_cost_ratio": seconds_per_epoch["semi-supervised"] / seconds_per_epoch["vae"]})
+    if seconds_per_epoch:
+        rows.append({"dataset": args.dataset, "architecture": args.architecture,
+                     "vae_s_per_epoch": seconds_per_epoch["vae"], "m2_s_per_epoch": seconds_per_epoch["semi-supervised"],
+                     "m2_cost_ratio": seconds_per_epoch["semi-supervised"] / seconds_per_epoch["vae"]})
     report("semi_supervised", rows)
 
 

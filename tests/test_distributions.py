@@ -6,6 +6,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.distributions import (
+    FeatureGaussianLikelihood,
     SCALE_FLOOR,
     BernoulliLikelihood,
     GaussianLikelihood,
@@ -55,6 +56,22 @@ def test_gaussian_likelihood_fixed_and_learned_scale():
     learned.build(raw.shape)
     assert len(learned.trainable_weights) == 1
     np.testing.assert_allclose(float(learned.current_scale()), 1.0, atol=1e-3)
+
+
+def test_feature_gaussian_likelihood_has_an_unsquashed_mean_and_one_learned_scale_per_feature():
+    rng = np.random.default_rng(2)
+    raw = rng.normal(scale=3.0, size=(4, 1, 1, 5)).astype(np.float32)
+    x = rng.normal(scale=3.0, size=(4, 1, 1, 5)).astype(np.float32)
+    head = make_likelihood("feature-gaussian")
+    assert isinstance(head, FeatureGaussianLikelihood)
+    head.build((None, 1, 1, 5))
+    np.testing.assert_allclose(head(raw).stddev().numpy(), np.ones((4, 1, 1, 5)), atol=1e-4)  # σ starts at 1
+    raw_scale = rng.normal(size=(1, 1, 5)).astype(np.float32)
+    head.raw_scale.assign(raw_scale)
+    scale = np.log1p(np.exp(raw_scale)) + 1e-5
+    expected = scipy.stats.norm(raw, scale).logpdf(x).reshape(4, -1).sum(-1)
+    np.testing.assert_allclose(head(raw).log_prob(x).numpy(), expected, rtol=1e-5)
+    assert head.trainable_weights[0].shape == (1, 1, 5)
 
 
 @pytest.mark.parametrize("scale", [0, -1.0, "fixed", None])

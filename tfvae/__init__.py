@@ -12,6 +12,7 @@ _LAZY_ATTRIBUTES = {
     "VAE": ("tfvae.model", "VAE"),
     "ConditionalVAE": ("tfvae.conditional", "ConditionalVAE"),
     "SemiSupervisedVAE": ("tfvae.semi_supervised", "SemiSupervisedVAE"),
+    "StackedSemiSupervisedVAE": ("tfvae.stacked", "StackedSemiSupervisedVAE"),
     "KLWarmup": ("tfvae.callbacks", "KLWarmup"),
     "TensorBoardImages": ("tfvae.callbacks", "TensorBoardImages"),
     "load_model": ("tfvae.checkpoints", "load_model"),
@@ -22,6 +23,7 @@ __all__ = [  # noqa: RUF022 -- grouped: version, classes, submodules
     "VAE",
     "ConditionalVAE",
     "SemiSupervisedVAE",
+    "StackedSemiSupervisedVAE",
     "KLWarmup",
     "TensorBoardImages",
     "load_model",
@@ -48,6 +50,7 @@ __all__ = [  # noqa: RUF022 -- grouped: version, classes, submodules
     "precision",
     "run_directory",
     "semi_supervised",
+    "stacked",
     "strategies",
     "training",
 ]

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tfvae import networks
 from tfvae.model import VAE
-from tfvae.validation import check_fit_input, check_labelled_dataset, check_labels
+from tfvae.validation import check_labelled_fit_input, check_labels
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -61,13 +61,8 @@ class ConditionalVAE(VAE):
         return check_labels(labels, count, self.num_classes)
 
     def check_data(self, x, y=None, name="x"):
-        if x is None:
-            return
-        check_fit_input(x, self.image_shape, self.data_support, name, allow_missing=self.missing_data)
-        if isinstance(x, tf.data.Dataset):
-            check_labelled_dataset(x, name)
-        else:
-            check_labels(y, len(x), self.num_classes, allow_unlabelled=self.allows_unlabelled, name=f"the labels of {name}")
+        check_labelled_fit_input(x, y, self.image_shape, self.data_support, self.num_classes, name,
+                                 allow_missing=self.missing_data, allow_unlabelled=self.allows_unlabelled)
 
     def call(self, inputs):
         """Reconstruction means of (images, labels): tensors only, for predict and serving."""

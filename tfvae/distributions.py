@@ -19,6 +19,9 @@ SCALE_FLOOR = 1e-5
 # device pick and runs ~7x slower than Philox under XLA on CPU; Philox is fast and device-independent.
 RANDOM_ALGORITHM = "philox"
 
+# softplus⁻¹(1): a learned scale's raw value at which σ starts at 1.
+UNIT_RAW_SCALE = 0.5413
+
 
 def standard_normal_prior(latent_dim):
     """The prior p(z) = N(0, I) over `latent_dim` dimensions."""
@@ -129,10 +132,10 @@ class GaussianLikelihood(keras.layers.Layer):
 
     def build(self, input_shape):
         if self.scale == "learned":
-            # Learned σ, shared by all pixels; starts at 1 (softplus⁻¹(1) ≈ 0.5413).
+            # Learned σ, shared by all pixels; starts at 1.
             self.raw_scale = self.add_weight(
                 shape=(),
-                initializer=keras.initializers.Constant(0.5413),
+                initializer=keras.initializers.Constant(UNIT_RAW_SCALE),
                 name="raw_scale",
             )
 
@@ -152,9 +155,35 @@ class GaussianLikelihood(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
+@keras.saving.register_keras_serializable(package="tfvae")
+class FeatureGaussianLikelihood(keras.layers.Layer):
+    """p(f|z) = N(f(z), diag(σ²)) over real-valued features, such as another VAE's latent codes.
+
+    Unlike `GaussianLikelihood` (pixels), the mean is not squashed, since features are
+    unbounded, and σ is learned per feature (it starts at 1): a VAE's inactive latent
+    units stay wide N(0, 1) noise while its active ones are narrow.
+    """
+
+    support = (-float("inf"), float("inf"))
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def build(self, input_shape):  # (None, *feature_shape)
+        self.raw_scale = self.add_weight(
+            shape=tuple(input_shape[1:]), initializer=keras.initializers.Constant(UNIT_RAW_SCALE), name="raw_scale"
+        )
+
+    def call(self, raw):  # (..., *feature_shape)
+        scale = tf.nn.softplus(self.raw_scale) + SCALE_FLOOR
+        return tfd.Independent(tfd.Normal(loc=tf.cast(raw, tf.float32), scale=scale), reinterpreted_batch_ndims=3)
+
+
 LIKELIHOODS = {
     "bernoulli": BernoulliLikelihood,
     "gaussian": GaussianLikelihood,
+    "feature-gaussian": FeatureGaussianLikelihood,
 }
 
 

@@ -150,7 +150,8 @@ class Decoder(_Network):
 
     def build(self, input_shape):
         self.body.build((None, self.latent_dim + self.num_classes))
-        self.likelihood.build((None, *self.image_shape))
+        if not self.likelihood.built:  # a deserialized head with weights arrives built
+            self.likelihood.build((None, *self.image_shape))
         self.built = True
 
     def call(self, z, labels=None):

@@ -115,29 +115,32 @@ class SemiSupervisedVAE(ConditionalVAE):
         return self._updating_baseline(terms, training)
 
     def fit(self, x=None, y=None, *args, **kwargs):
+        self.learn_labeled_fraction(x, y, self.check_data)
+        return super().fit(x, y, *args, **kwargs)
+
+    def learn_labeled_fraction(self, x, y, check_data):
+        """Sets `labeled_fraction` from array labels `y`; for a dataset under "data" weighting, insists it is set.
+
+        `check_data` validates `x` first (a model that feeds this one codes of its inputs passes its own).
+        """
         if y is not None and not isinstance(x, tf.data.Dataset):
             labels = np.asarray(y)
             if not (labels >= 0).any():
                 raise ValueError("Expected some labelled examples (labels >= 0); every label is -1.")
             self.labeled_fraction = float(np.mean(labels >= 0))
         elif self.bound_weighting == "data" and not self.labeled_fraction_known:
-            self.check_data(x, y)  # an unlabelled dataset is the likelier mistake: say that first
+            check_data(x, y)  # an unlabelled dataset is the likelier mistake: say that first
             raise ValueError(
                 "Set the share of labelled examples in the training data first, e.g. "
                 "vae.labeled_fraction = 100 / 60000, or pass arrays (images, labels) to fit, "
                 'or weigh bounds by batch (bound_weighting="batch"), which needs no share.'
             )
-        return super().fit(x, y, *args, **kwargs)
 
     def accuracy(self, images, labels, batch_size=1000):
         """The classifier's accuracy on labelled `images`."""
         check_images(images, self.image_shape, self.data_support)
-        labels = check_labels(labels, len(images), self.num_classes)
-        predictions = np.concatenate([
-            self.classifier(tf.convert_to_tensor(images[start : start + batch_size], tf.float32)).mode().numpy()
-            for start in range(0, len(images), batch_size)
-        ])
-        return float(np.mean(predictions == labels))
+        return classification_accuracy(self.classifier, images, check_labels(labels, len(images), self.num_classes),
+                                       batch_size)
 
     def get_config(self):
         return {
@@ -153,3 +156,12 @@ class SemiSupervisedVAE(ConditionalVAE):
         config = dict(config)
         config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
         return super().from_config(config)
+
+
+def classification_accuracy(class_posterior, images, labels, batch_size=1000):
+    """The share of `labels` that the mode of `class_posterior(images)` (a `tfd.Categorical`) gets right, in batches."""
+    predictions = np.concatenate([
+        class_posterior(tf.convert_to_tensor(images[start : start + batch_size], tf.float32)).mode().numpy()
+        for start in range(0, len(images), batch_size)
+    ])
+    return float(np.mean(predictions == labels))

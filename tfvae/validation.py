@@ -118,3 +118,15 @@ def check_labelled_dataset(data, name="x"):
             f"Expected the dataset {name} to yield (images, integer labels) pairs for this conditional model. "
             f"Received: element_spec={spec}. Build it with tfvae.data.load_dataset(..., with_labels=True)."
         )
+
+
+def check_labelled_fit_input(x, y, image_shape, support, num_classes, name="x", allow_missing=False,
+                             allow_unlabelled=False):
+    """Validates (images, labels) that a model conditioned on, or learning, the class trains on."""
+    if x is None:
+        return
+    check_fit_input(x, image_shape, support, name, allow_missing=allow_missing)
+    if isinstance(x, tf.data.Dataset):
+        check_labelled_dataset(x, name)
+    else:
+        check_labels(y, len(x), num_classes, allow_unlabelled=allow_unlabelled, name=f"the labels of {name}")

@@ -1,0 +1,160 @@
+"""Model M1+M2 of Kingma, Rezende, Mohamed & Welling (2014): M2 on the latent codes of a trained VAE.
+
+A trained VAE (M1), kept frozen, maps each image to its posterior q(z1|x); model M2
+learns p(z1|y, z2) and q(y|z1) from draws z1 ~ q(z1|x), a fresh draw every step as
+in the paper, and classifies an image by q(y | z1 = E[z1|x]). M1 learns from every
+image without labels; M2 then separates classes in M1's code space rather than in
+pixels (benchmarks/RESULTS.md measures what that gains).
+"""
+
+import keras
+import tensorflow as tf
+
+from tfvae import networks
+from tfvae.base_model import BaseVAE
+from tfvae.distributions import RANDOM_ALGORITHM, reparameterized_sample
+from tfvae.model import VAE
+from tfvae.semi_supervised import SemiSupervisedVAE, classification_accuracy
+from tfvae.validation import check_fit_input, check_images, check_labelled_fit_input, check_labels
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class StackedSemiSupervisedVAE(BaseVAE):
+    """M1+M2: `fit` on (images, labels) with −1 marking unlabelled examples, as `SemiSupervisedVAE`.
+
+    `m1` is a trained, unconditional `tfvae.VAE` (this model sets `m1.trainable = False`);
+    `m2` a `SemiSupervisedVAE` over codes of shape (1, 1, m1.latent_dim), as `on_codes_of`
+    builds it. `classify(images)` is q(y | E[z1|x]); `fit` and `evaluate` report M2's
+    terms (in nats per code) and, in `evaluate`, the accuracy of `classify` on labelled examples.
+    """
+
+    tracked = SemiSupervisedVAE.tracked
+
+    def __init__(self, m1, m2, **kwargs):
+        if not isinstance(m1, VAE) or not isinstance(m2, SemiSupervisedVAE):
+            raise TypeError(
+                "Expected m1 to be a trained tfvae.VAE and m2 a tfvae.SemiSupervisedVAE. "
+                f"Received: m1={type(m1).__name__}, m2={type(m2).__name__}"
+            )
+        if m1.conditional or m1.missing_data:
+            raise ValueError(
+                "Expected m1 to be an unconditional VAE of whole images: its codes of every image are M2's data. "
+                f"Received: m1={type(m1).__name__} with missing_data={m1.missing_data}"
+            )
+        code_shape = (1, 1, m1.latent_dim)
+        if tuple(m2.image_shape) != code_shape:
+            raise ValueError(
+                f"Expected m2 to take M1's codes, of shape {code_shape}. Received: m2.image_shape={m2.image_shape}. "
+                "Build the pair with StackedSemiSupervisedVAE.on_codes_of(m1, num_classes)."
+            )
+        super().__init__(**kwargs)
+        # Keras skips the `trainable` setter when the flag already reads False (as on a loaded M1),
+        # which would leave sublayers built after it trainable: freeze every layer itself.
+        for layer in m1._flatten_layers():
+            keras.layers.Layer.trainable.fset(layer, False)
+        self.m1 = m1
+        self.m2 = m2
+        self.built = True
+
+    @classmethod
+    def on_codes_of(cls, m1, num_classes, latent_dim=50, hidden_units=(500,), alpha=10.0, bound_weighting="data",
+                    seed=None, **m2_options):
+        """M2 with MLP networks of `hidden_units` on the codes of the trained VAE `m1`, as in the paper.
+
+        p(z1|y, z2) is Gaussian with a σ learned per code dimension (`FeatureGaussianLikelihood`);
+        z2 has `latent_dim` dimensions. `m2_options` (beta, objective, num_samples, ...) go to M2.
+        """
+        networks.check_num_classes(num_classes, minimum=2)
+        code_shape = (1, 1, m1.latent_dim)  # M1's codes as one-pixel images of latent_dim channels
+        m2 = SemiSupervisedVAE(
+            networks.mlp_encoder(code_shape, latent_dim, hidden_units, num_classes=num_classes),
+            networks.mlp_decoder(code_shape, latent_dim, hidden_units, likelihood="feature-gaussian",
+                                 num_classes=num_classes),
+            networks.mlp_classifier(code_shape, num_classes, hidden_units),
+            alpha=alpha,
+            bound_weighting=bound_weighting,
+            seed=seed,
+            **m2_options,
+        )
+        return cls(m1, m2, seed=seed)
+
+    @property
+    def image_shape(self):
+        return self.m1.image_shape
+
+    @property
+    def data_support(self):
+        return self.m1.data_support
+
+    @property
+    def num_classes(self):
+        return self.m2.num_classes
+
+    @property
+    def labeled_fraction(self):
+        return self.m2.labeled_fraction
+
+    @labeled_fraction.setter
+    def labeled_fraction(self, value):
+        self.m2.labeled_fraction = value
+
+    def _codes(self, images, seed=None):
+        """M1's code of each image, shaped as M2's inputs (B, 1, 1, m1.latent_dim): a draw z1 ~ q(z1|x),
+        or with no seed the posterior mean E[z1|x]."""
+        posterior = self.m1.encoder(images)
+        z1 = posterior.mean() if seed is None else reparameterized_sample(posterior, 1, seed)[0]  # (B, m1.latent_dim)
+        return tf.reshape(z1, [-1, *self.m2.image_shape])
+
+    def compute_terms(self, data, seed, training=False):
+        """M2's terms on a fresh draw of each image's code in training; in evaluation, on the posterior
+        mean, the code `classify` uses, so that the reported accuracy is `accuracy`'s."""
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        code_seed, m2_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=RANDOM_ALGORITHM))
+        return self.m2.compute_terms((self._codes(images, code_seed if training else None), labels), m2_seed, training)
+
+    def check_data(self, x, y=None, name="x"):
+        check_labelled_fit_input(x, y, self.image_shape, self.data_support, self.num_classes, name,
+                                 allow_unlabelled=True)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self.m2.learn_labeled_fraction(x, y, self.check_data)
+        return super().fit(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """Class probabilities of images (no labels needed), as `call` gives them."""
+        check_fit_input(x, self.image_shape, self.data_support)
+        return super(BaseVAE, self).predict(x, *args, **kwargs)  # BaseVAE.predict checks for labels
+
+    def _class_posterior(self, images):
+        return self.m2.classifier(self._codes(images))
+
+    def call(self, images):
+        """Class probabilities q(y | E[z1|x]), shape (B, num_classes): tensors only, for predict and serving."""
+        return self._class_posterior(images).probs_parameter()
+
+    def classify(self, images):
+        """q(y | E[z1|x]), a `tfd.Categorical` with batch shape (B,)."""
+        check_images(images, self.image_shape, self.data_support)
+        return self._class_posterior(tf.convert_to_tensor(images, tf.float32))
+
+    def accuracy(self, images, labels, batch_size=1000):
+        """The accuracy of `classify` on labelled `images`."""
+        check_images(images, self.image_shape, self.data_support)
+        return classification_accuracy(self._class_posterior, images,
+                                       check_labels(labels, len(images), self.num_classes), batch_size)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            # M1 is frozen here: its optimizer (from its own training) is not part of this model.
+            "m1": {key: value for key, value in keras.saving.serialize_keras_object(self.m1).items()
+                   if key != "compile_config"},
+            "m2": keras.saving.serialize_keras_object(self.m2),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("m1", "m2"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

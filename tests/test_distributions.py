@@ -6,9 +6,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.distributions import (
-    FeatureGaussianLikelihood,
     SCALE_FLOOR,
     BernoulliLikelihood,
+    FeatureGaussianLikelihood,
     GaussianLikelihood,
     GaussianPosterior,
     make_likelihood,

@@ -1,5 +1,7 @@
 """M1+M2: M2 on the codes of a trained, frozen VAE, checked against M1's posterior, real data, saving, errors."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -110,3 +112,21 @@ def test_m1_plus_m2_rejects_models_and_data_it_cannot_use(m1, binarized_mnist):
         model.fit(images, np.full(100, 10), verbose=0)
     with pytest.raises(ValueError, match=r"shape \(batch, 28, 28, 1\)"):
         model.classify(images.reshape(100, 784))
+
+
+@pytest.mark.slow
+def test_m1_plus_m2_exports_m1s_signatures_and_its_classifier(trained, binarized_mnist, tmp_path):
+    from tfvae.export import export_saved_model
+
+    model, _ = trained
+    path = export_saved_model(model, tmp_path / "m1m2")
+    served = tf.saved_model.load(str(path))
+    images = tf.constant(binarized_mnist[1][:9])
+    np.testing.assert_allclose(served.signatures["classify"](images=images)["probabilities"],
+                               model.classify(images).probs_parameter(), atol=1e-5)
+    np.testing.assert_allclose(served.signatures["encode"](images=images)["loc"], model.m1.encode(images).mean(), atol=1e-5)
+    np.testing.assert_allclose(served.signatures["sample"](count=tf.constant(3), seed=tf.constant(4))["images"],
+                               model.m1.sample(3, seed=4), atol=1e-5)
+    record = json.loads((path / "assets.extra" / "tfvae.json").read_text())
+    assert record["model"] == "StackedSemiSupervisedVAE" and record["num_classes"] == 10 and record["latent_dim"] == 6
+    assert {"classify", "encode", "sample", "complete"} <= set(record["signatures"])

@@ -9,7 +9,8 @@ Signatures (all return dicts of float32 tensors, batch dimension None):
   complete: images, observed (1 where known), seed -> completion (importance sampling, 1000 samples)
 Conditional models add `labels` (int32, one per example) to every input but
 `sample`, which takes labels, seed -> one image per label; semi-supervised
-models add classify: images -> probabilities (q(y|x), one column per class).
+models add classify: images -> probabilities (q(y|x), one column per class);
+M1+M2 (`StackedSemiSupervisedVAE`) serves its M1's signatures and classify.
 """
 
 import json
@@ -37,13 +38,14 @@ SERVING_COMPLETION_SAMPLES = 1000
 EXTRA_DIR = "assets.extra"  # TF Serving's folder for files that travel with a SavedModel
 
 
-def serving_functions(vae):
-    """{signature name: (function, input specs)} for `vae`: the single definition of what is served.
+def serving_functions(model):
+    """{signature name: (function, input specs)} for `model`: the single definition of what is served.
 
     Conditional models take `labels` (int32, one per example) wherever their
     networks need them; their `sample` draws one image per label.
-    Semi-supervised models add `classify`.
+    Semi-supervised models add `classify`; M1+M2 serves its M1's image signatures beside it.
     """
+    vae = model.image_model()
     image_spec = tf.TensorSpec((None, *vae.image_shape), tf.float32, name="images")
     latent_spec = tf.TensorSpec((None, vae.latent_dim), tf.float32, name="z")
     label_specs = [tf.TensorSpec((None,), tf.int32, name="labels")] if vae.conditional else []
@@ -92,8 +94,9 @@ def serving_functions(vae):
 
     observed_spec = tf.TensorSpec((None, *vae.image_shape), tf.float32, name="observed")
     functions["complete"] = (complete, [image_spec, observed_spec, scalar("seed"), *label_specs])
-    if hasattr(vae, "classify"):
-        functions["classify"] = (lambda images: {"probabilities": vae.classifier(images).probs_parameter()}, [image_spec])
+    if hasattr(model, "classify"):
+        functions["classify"] = (lambda images: {"probabilities": model._class_posterior(images).probs_parameter()},
+                                 [image_spec])
     return functions
 
 
@@ -144,14 +147,16 @@ def export_saved_model(vae, export_dir, version=None, run_config=None, dataset=N
     return target
 
 
-def _write_saved_model(vae, path, run_config, dataset):
+def _write_saved_model(model, path, run_config, dataset):
     archive = keras.export.ExportArchive()
-    archive.track(vae)
-    for name, (fn, specs) in serving_functions(vae).items():
+    archive.track(model)
+    signatures = serving_functions(model)
+    for name, (fn, specs) in signatures.items():
         archive.add_endpoint(name, tf.function(fn), input_signature=specs)
     archive.write_out(str(path), verbose=False)
     extra = path / EXTRA_DIR
     extra.mkdir()
+    vae = model.image_model()
     record = {
         "tfvae_version": __version__,
         "image_shape": list(vae.image_shape),
@@ -160,10 +165,10 @@ def _write_saved_model(vae, path, run_config, dataset):
         "objective": vae.objective,
         "gradient_estimator": vae.gradient_estimator,
         "num_samples": vae.num_samples,
-        "model": type(vae).__name__,
-        "num_classes": vae.num_classes if vae.conditional else 0,
+        "model": type(model).__name__,
+        "num_classes": getattr(model, "num_classes", 0),
         "dataset": dataset,
-        "signatures": sorted(serving_functions(vae)),
+        "signatures": sorted(signatures),
     }
     (extra / "tfvae.json").write_text(json.dumps(record, indent=2))
     if run_config is not None:

@@ -117,6 +117,13 @@ class VAE(BaseVAE):
     def image_shape(self):
         return tuple(self.encoder.image_shape)
 
+    def image_model(self):
+        """The VAE of images whose signatures (encode, sample, complete, ...) an export serves: this one.
+
+        A method, not a property: Keras's saving walks properties, and this one returns the model itself.
+        """
+        return self
+
     @property
     def latent_dim(self):
         return self.encoder.latent_dim

@@ -97,7 +97,11 @@ class SemiSupervisedVAE(ConditionalVAE):
 
     def classify(self, images):
         """q(y|x), a `tfd.Categorical` with batch shape (B,)."""
-        return self.classifier(self._checked(images))
+        return self._class_posterior(self._checked(images))
+
+    def _class_posterior(self, images):
+        """q(y|x) of a float32 tensor batch, unchecked (for batched inference and serving)."""
+        return self.classifier(images)
 
     def compute_terms(self, data, seed, training=False):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -139,7 +143,7 @@ class SemiSupervisedVAE(ConditionalVAE):
     def accuracy(self, images, labels, batch_size=1000):
         """The classifier's accuracy on labelled `images`."""
         check_images(images, self.image_shape, self.data_support)
-        return classification_accuracy(self.classifier, images, check_labels(labels, len(images), self.num_classes),
+        return classification_accuracy(self._class_posterior, images, check_labels(labels, len(images), self.num_classes),
                                        batch_size)
 
     def get_config(self):

@@ -78,6 +78,10 @@ class StackedSemiSupervisedVAE(BaseVAE):
         )
         return cls(m1, m2, seed=seed)
 
+    def image_model(self):
+        """M1, the VAE of images: its signatures (encode, sample, complete, ...) are served beside `classify`."""
+        return self.m1
+
     @property
     def image_shape(self):
         return self.m1.image_shape
@@ -126,6 +130,7 @@ class StackedSemiSupervisedVAE(BaseVAE):
         return super(BaseVAE, self).predict(x, *args, **kwargs)  # BaseVAE.predict checks for labels
 
     def _class_posterior(self, images):
+        """q(y | E[z1|x]) of a float32 tensor batch, unchecked (for batched inference and serving)."""
         return self.m2.classifier(self._codes(images))
 
     def call(self, images):

@@ -9,7 +9,7 @@ alone add.
 
     python -m benchmarks.semi_supervised [--quick] [--epochs 10] [--seeds 0 1 2] [--labels 100 1000]
                                          [--alphas 0.1 10] [--architecture mlp | conv] [--m1]
-                                         [--models m2 m1+m2] [--m1-epochs 20]
+                                         [--models m2 m1+m2] [--m1-epochs 20] [--binarize dynamic | static]
                                          [--dataset fashion_mnist | mnist-test] [--bound-weighting data | batch]
                                          [--beta 1] [--objective elbo | iwae] [--num-samples 1]
 
@@ -107,6 +107,8 @@ def main():
     parser.add_argument("--models", choices=["m2", "m1+m2"], nargs="+", default=["m2"],
                         help="M2 on pixels (--architecture) and/or M2 on the codes of an MLP VAE (M1+M2)")
     parser.add_argument("--m1-epochs", type=int, default=20, help="epochs of M1 (a plain MLP VAE) on every training image")
+    parser.add_argument("--binarize", choices=["dynamic", "static"], default="dynamic",
+                        help="the semi-supervised models' training images: freshly binarized each epoch, or once")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.m1_epochs, args.seeds, args.labels, args.alphas = 1, 1, [0], [100], [0.1]
@@ -177,7 +179,7 @@ def main():
                     m1 = trained_m1(seed) if model == "m1+m2" else None
                     keras.utils.set_random_seed(seed)
                     train = load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False, seed=seed,
-                                         with_labels=True, labeled_examples=labeled_examples)
+                                         with_labels=True, labeled_examples=labeled_examples, binarize=args.binarize)
                     if m1 is None:
                         options = m2_options
                         m2 = tfvae.SemiSupervisedVAE.for_images((28, 28, 1), 10, alpha=alpha, seed=seed, **options)
@@ -193,7 +195,7 @@ def main():
                     m2.fit(train, epochs=args.epochs, verbose=0)
                     rows.append({
                         "dataset": args.dataset, "model": model, "labels": labeled_examples, "alpha": alpha, **options,
-                        "seed": seed, "epochs": args.epochs, "m2_accuracy": m2.accuracy(test_images, test_labels),
+                        "binarize": args.binarize, "seed": seed, "epochs": args.epochs, "m2_accuracy": m2.accuracy(test_images, test_labels),
                         "labels_only_accuracy": baseline, "m2_train_s": time.perf_counter() - start,
                     })
                     if m1 is None:

@@ -157,9 +157,8 @@ def main():
 
     if args.m1:
         binary_train = collect(load_dataset(**source, split=train_split, binarize="static", shuffle=False, download=False))[0]
-    # M1+M2's own options: its M2 is an MLP on M1's codes, with z2 as wide as M1's z1.
-    stacked_options = {"latent_dim": args.latent_dim, "architecture": "mlp", "m1_epochs": args.m1_epochs, "beta": args.beta,
-                       "bound_weighting": args.bound_weighting, "objective": args.objective, "num_samples": args.num_samples}
+    # M1+M2's M2 takes M2's options but the architecture: it is an MLP on M1's codes.
+    code_options = {key: value for key, value in m2_options.items() if key != "architecture"}
     for labeled_examples in args.labels:
         for seed in args.seeds:
             kept = tfvae.data.keep_labels(all_labels, labeled_examples, seed)
@@ -184,11 +183,8 @@ def main():
                         options = m2_options
                         m2 = tfvae.SemiSupervisedVAE.for_images((28, 28, 1), 10, alpha=alpha, seed=seed, **options)
                     else:
-                        options = stacked_options
-                        m2 = tfvae.StackedSemiSupervisedVAE.on_codes_of(
-                            m1, 10, alpha=alpha, seed=seed,
-                            **{key: options[key] for key in ("latent_dim", "beta", "bound_weighting", "objective", "num_samples")},
-                        )
+                        options = {**code_options, "architecture": "mlp", "m1_epochs": args.m1_epochs}
+                        m2 = tfvae.StackedSemiSupervisedVAE.on_codes_of(m1, 10, alpha=alpha, seed=seed, **code_options)
                     m2.labeled_fraction = labeled_examples / len(all_labels)
                     m2.compile()
                     start = time.perf_counter()

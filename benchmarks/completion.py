@@ -68,7 +68,7 @@ def main():
             missing = np.broadcast_to(~observed, images.shape)
             baseline = np.clip(np.broadcast_to(pixel_means, images.shape), 1e-6, 1 - 1e-6)
             baseline_nll = -np.mean(np.sum(np.where(images > 0.5, np.log(baseline), np.log1p(-baseline)) * missing, (1, 2, 3)))
-            conditional_nll = -float(np.mean(vae.conditional_log_likelihood(images, observed, num_samples=samples, seed=0)))
+            conditional_nll = -float(np.mean(vae.completion_log_likelihood(images, observed, num_samples=samples, seed=0)))
             for method in COMPLETION_METHODS:
                 vae.complete(images[:100], observed, method=method, num_samples=samples, seed=0)  # compiles
                 start = time.perf_counter()

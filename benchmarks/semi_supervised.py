@@ -1,5 +1,5 @@
 """Semi-supervised learning with few labels: test accuracy of model M2 beside a classifier of the same
-architecture as its q(y|x) trained on the labelled examples alone, in the same run, with the same
+architecture as its q(y|x) trained on the labeled examples alone, in the same run, with the same
 class-balanced labels (seeded) and the same binarized inputs, for each α; beside them, the accuracy of
 M2's generative model as a classifier, argmax_y ELBO(x|y). Also M2's cost per epoch relative to the
 plain VAE. `--models m1+m2` trains Kingma et al.'s M1+M2 instead (`tfvae.StackedSemiSupervisedVAE`:
@@ -32,24 +32,24 @@ DATASETS = {  # name -> (load_dataset arguments, train split, test split)
     "mnist-test": ({"name": "mnist", "data_dir": str(MNIST_DIR)}, "test[:8000]", "test[8000:]"),
 }
 BATCH_SIZE = 100
-# The labels-only classifier sees its few labelled images this many times (freshly binarized each time):
+# The labels-only classifier sees its few labeled images this many times (freshly binarized each time):
 # enough to fit them exactly, as the paper's baseline does.
 BASELINE_STEPS = 2000
 
 
-def labels_only_accuracy(labelled_images, labels, test_images, test_labels, seed, architecture="mlp"):
-    """Test accuracy of M2's q(y|x) for `architecture` trained on the labelled examples alone."""
+def labels_only_accuracy(labeled_images, labels, test_images, test_labels, seed, architecture="mlp"):
+    """Test accuracy of M2's q(y|x) for `architecture` trained on the labeled examples alone."""
     import keras
     import tensorflow as tf
 
     from tfvae.networks import networks_for
 
     keras.utils.set_random_seed(seed)
-    classifier = networks_for(architecture)[2](labelled_images.shape[1:], 10)
+    classifier = networks_for(architecture)[2](labeled_images.shape[1:], 10)
     logits = keras.Sequential([classifier.body, classifier.to_logits])
     logits.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(seed)
-    batches = tf.data.Dataset.from_tensor_slices((labelled_images, labels)).repeat().shuffle(1000, seed=seed)
+    batches = tf.data.Dataset.from_tensor_slices((labeled_images, labels)).repeat().shuffle(1000, seed=seed)
     batches = batches.batch(min(BATCH_SIZE, len(labels))).map(
         lambda x, y: (tf.cast(tf.random.uniform(tf.shape(x), seed=int(rng.integers(1 << 30))) < x, tf.float32), y)
     )
@@ -58,8 +58,8 @@ def labels_only_accuracy(labelled_images, labels, test_images, test_labels, seed
     return float(np.mean(predictions == test_labels))
 
 
-def m1_features_accuracy(m1, labelled_images, labels, test_images, test_labels, seed):
-    """Test accuracy of M2's classifier architecture trained on M1's latent codes of the labelled examples
+def m1_features_accuracy(m1, labeled_images, labels, test_images, test_labels, seed):
+    """Test accuracy of M2's classifier architecture trained on M1's latent codes of the labeled examples
     (a fresh draw z ~ q(z|x) each step), tested on the posterior means of the test images."""
     import keras
     import tensorflow as tf
@@ -67,7 +67,7 @@ def m1_features_accuracy(m1, labelled_images, labels, test_images, test_labels, 
     from tfvae.networks import mlp_classifier
 
     keras.utils.set_random_seed(seed)
-    posterior = m1.encode(labelled_images)
+    posterior = m1.encode(labeled_images)
     classifier = mlp_classifier((1, 1, m1.latent_dim), 10)
     logits = keras.Sequential([classifier.body, classifier.to_logits])
     logits.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -82,7 +82,7 @@ def m1_features_accuracy(m1, labelled_images, labels, test_images, test_labels, 
 
 def generative_accuracy(m2, images, labels, num_samples=10):
     """Accuracy of M2's generative model as a classifier: argmax_y ELBO(x|y) (p(y) uniform), the class
-    posterior that the unlabelled bound pulls q(y|x) towards."""
+    posterior that the unlabeled bound pulls q(y|x) towards."""
     bounds = np.stack([m2.elbo(images, labels=np.full(len(images), c), num_samples=num_samples, seed=0)
                        for c in range(m2.num_classes)], axis=1)
     return float(np.mean(np.argmax(bounds, axis=1) == labels))
@@ -99,7 +99,7 @@ def main():
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.1, 10.0], help="M2's classification weight α")
     parser.add_argument("--architecture", choices=["mlp", "conv"], default="mlp", help="M2's networks and the baseline's")
     parser.add_argument("--bound-weighting", choices=BOUND_WEIGHTINGS, default="data",
-                        help="how M2 adds labelled and unlabelled bounds (SemiSupervisedVAE's bound_weighting)")
+                        help="how M2 adds labeled and unlabeled bounds (SemiSupervisedVAE's bound_weighting)")
     parser.add_argument("--beta", type=float, default=1.0, help="M2's weight on the KL of z (the VAE's beta)")
     parser.add_argument("--objective", choices=OBJECTIVES, default="elbo", help="M2's bound for each class")
     parser.add_argument("--num-samples", type=int, default=1, help="samples of z per (example, class)")

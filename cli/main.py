@@ -10,9 +10,11 @@ import sys
 
 import click
 
+from tfvae import registry
 from tfvae._version import __version__
+from tfvae.config import STRATEGIES, default
 from tfvae.limits import MAX_GRID_IMAGES, MAX_LATENT_DIM
-from tfvae.names import BOUND_WEIGHTINGS, COMPLETION_METHODS, GRADIENT_ESTIMATORS, MASKS, MODELS, OBJECTIVES
+from tfvae.names import BOUND_WEIGHTINGS, COMPLETION_METHODS, GRADIENT_ESTIMATORS, KL_ESTIMATORS, MASKS, OBJECTIVES
 from tfvae.precision import PRECISIONS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -56,7 +58,7 @@ def data_options(command):
         type=click.Path(),
         help="A folder of IDX files, a .npz file, or a TFDS data directory.",
     )(command)
-    return click.option("--dataset", default="mnist", help="A TFDS image dataset name (see `tfvae datasets`).")(command)
+    return click.option("--dataset", default=default("dataset"), help="A TFDS image dataset name (see `tfvae datasets`).")(command)
 
 
 class _EchoHandler(logging.Handler):
@@ -67,11 +69,19 @@ class _EchoHandler(logging.Handler):
 
 
 def _show_library_log():
+    """Echoes tfvae's log lines through click for this command; the logger is as it was when the command ends."""
     logger = logging.getLogger("tfvae")
-    if not any(isinstance(handler, _EchoHandler) for handler in logger.handlers):
-        logger.addHandler(_EchoHandler())
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    handler, level, propagate = _EchoHandler(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+    def restore():
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+    click.get_current_context().call_on_close(restore)
 
 
 @click.group(context_settings=CONTEXT, epilog=EPILOG)
@@ -81,51 +91,71 @@ def main():
     _show_library_log()
 
 
+def _parts_help(kind):
+    """`name: what it is` for each registered part of `kind`, for an option's help."""
+    return "; ".join(f"{name}: {entry.summary}" for name, entry in registry.KINDS[kind].items()) + "."
+
+
+def _choice(kind):
+    return click.Choice(list(registry.KINDS[kind]))
+
+
 @main.command(context_settings=CONTEXT)
 @data_options
-@click.option("--model", type=click.Choice(MODELS), default="vae", help="; ".join(f"{k}: {v}" for k, v in MODELS.items()) + ".")
+@click.option("--model", type=_choice("model"), default=default("model"), help=_parts_help("model"))
+@click.option("--prior", type=_choice("prior"), default=default("prior"), help=_parts_help("prior"))
+@click.option("--posterior", type=_choice("posterior"), default=default("posterior"), help=_parts_help("posterior"))
 @click.option("--labeled-examples", type=click.IntRange(min=1),
               help="Semi-supervised: labels kept from the training split (class-balanced, chosen by --seed) [default: all].")
-@click.option("--alpha", type=click.FloatRange(min=0), default=0.1, help="Semi-supervised: weight of the classification loss.")
-@click.option("--bound-weighting", type=click.Choice(BOUND_WEIGHTINGS), default="data",
-              help="Semi-supervised: labelled bounds count once each (data) or each time a batch shows them (batch).")
+@click.option("--alpha", type=click.FloatRange(min=0), default=default("alpha"),
+              help="Semi-supervised: weight of the classification loss.")
+@click.option("--bound-weighting", type=click.Choice(BOUND_WEIGHTINGS), default=default("bound_weighting"),
+              help="Semi-supervised: labeled bounds count once each (data) or each time a batch shows them (batch).")
 @click.option("--missing", metavar="random:P",
               help="Train on incomplete data: hide each training pixel with probability P (NaN pixels in an .npz count too).")
-@click.option("--train-split", default="train", help="TFDS split syntax, e.g. 'train[:90%]'.")
-@click.option("--eval-split", default="test", help="Held-out split for validation and final metrics.")
-@click.option("--binarize", type=click.Choice(["dynamic", "static", "none"]), default="dynamic", help="Pixel binarization of the training data (evaluation uses a fixed seed).")
-@click.option("--architecture", type=click.Choice(["mlp", "conv"]), default="mlp")
-@click.option("--latent-dim", type=click.IntRange(1, MAX_LATENT_DIM), default=20)
-@click.option("--likelihood", type=click.Choice(["bernoulli", "gaussian"]), default="bernoulli")
-@click.option("--gaussian-scale", default="0.1", help="σ of a Gaussian likelihood, or 'learned'.")
-@click.option("--kl", type=click.Choice(["analytic", "monte_carlo"]), default="analytic")
-@click.option("--num-samples", type=click.IntRange(min=1), default=1, help="Latent samples per example (L, or K for iwae).")
-@click.option("--objective", type=click.Choice(OBJECTIVES), default="elbo", help="The bound to maximize.")
-@click.option("--gradient-estimator", type=click.Choice(GRADIENT_ESTIMATORS), default="reparameterization",
+@click.option("--train-split", default=default("train_split"), help="TFDS split syntax, e.g. 'train[:90%]'.")
+@click.option("--eval-split", default=default("eval_split"), help="Held-out split for validation and final metrics.")
+@click.option("--binarize", type=click.Choice(["dynamic", "static", "none"]), default=default("binarize"),
+              help="Pixel binarization of the training data (evaluation uses a fixed seed).")
+@click.option("--architecture", type=_choice("architecture"), default=default("architecture"),
+              help=_parts_help("architecture"))
+@click.option("--latent-dim", type=click.IntRange(1, MAX_LATENT_DIM), default=default("latent_dim"))
+@click.option("--likelihood", type=_choice("likelihood"), default=default("likelihood"), help=_parts_help("likelihood"))
+@click.option("--gaussian-scale", default=str(default("gaussian_scale")), help="σ of a Gaussian likelihood, or 'learned'.")
+@click.option("--kl", type=click.Choice(KL_ESTIMATORS), default=default("kl"),
+              help="KL(q || p): closed form where the prior and posterior have one, else Monte Carlo (auto); or always one way.")
+@click.option("--num-samples", type=click.IntRange(min=1), default=default("num_samples"),
+              help="Latent samples per example (L, or K for iwae).")
+@click.option("--objective", type=click.Choice(list(OBJECTIVES)), default=default("objective"), help="The bound to maximize.")
+@click.option("--gradient-estimator", type=click.Choice(GRADIENT_ESTIMATORS), default=default("gradient_estimator"),
               help="How the bound's gradient is estimated.")
-@click.option("--epochs", type=click.IntRange(min=1), default=10)
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, help="The global batch size.")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-3)
-@click.option("--beta", type=click.FloatRange(min=0), default=1.0, help="Weight of the KL term.")
-@click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, help="KL warm-up: anneal β from 0 over this many epochs.")
-@click.option("--seed", type=int, default=0)
+@click.option("--epochs", type=click.IntRange(min=1), default=default("epochs"))
+@click.option("--batch-size", type=click.IntRange(min=1), default=default("batch_size"), help="The global batch size.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=default("learning_rate"))
+@click.option("--beta", type=click.FloatRange(min=0), default=default("beta"), help="Weight of the KL term.")
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=default("warmup_epochs"),
+              help="KL warm-up: anneal β from 0 over this many epochs.")
+@click.option("--seed", type=int, default=default("seed"))
 @click.option("--jit/--no-jit", default=None, help="Compile the training step with XLA [default: chosen per platform and model].")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="float32", help="Mixed precision computes the networks in 16 bits.")
-@click.option("--steps-per-execution", type=click.IntRange(min=1), default=16, help="Training steps per call into the compiled function.")
-@click.option("--strategy", type=click.Choice(["auto", "one-device", "mirrored", "multi-worker", "tpu"]), default="auto")
-@click.option("--log-likelihood-samples", type=click.IntRange(min=0), default=1000, help="K for the final importance-sampled log p(x); 0 skips it.")
-@click.option("--output-dir", type=click.Path(file_okay=False), default="runs/latest")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=default("precision"),
+              help="Mixed precision computes the networks in 16 bits.")
+@click.option("--steps-per-execution", type=click.IntRange(min=1), default=default("steps_per_execution"),
+              help="Training steps per call into the compiled function.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=default("strategy"))
+@click.option("--log-likelihood-samples", type=click.IntRange(min=0), default=default("log_likelihood_samples"),
+              help="K for the final importance-sampled log p(x); 0 skips it.")
+@click.option("--output-dir", type=click.Path(file_okay=False), default=default("output_dir"))
 @click.option("--export-dir", type=click.Path(file_okay=False), help="SavedModel folder [default: saved_models/DATASET].")
 @click.option("--no-export", is_flag=True, help="Skip the SavedModel export.")
 @click.option("--resume", is_flag=True, help="Continue the run in --output-dir from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of a progress bar.")
 @user_errors
 def train(no_download, gaussian_scale, binarize, no_export, resume, quiet, export_dir, jit, **options):
-    """Train a VAE and write checkpoints, logs, images, metrics and a SavedModel."""
-    from tfvae.training import RunConfig
+    """Train a model and write checkpoints, logs, images, metrics and a SavedModel."""
+    from tfvae.config import RunConfig
     from tfvae.training import train as run
 
-    config = RunConfig(
+    config = RunConfig.from_flat(
         **options,
         download=not no_download,
         binarize=None if binarize == "none" else binarize,
@@ -136,7 +166,7 @@ def train(no_download, gaussian_scale, binarize, no_export, resume, quiet, expor
     # A progress bar in a terminal; one line per epoch in a log file or pipe, or with --quiet.
     result = run(config, resume=resume, verbose=1 if sys.stdout.isatty() and not quiet else 2)
     click.echo(_format_metrics(result.metrics))
-    click.echo(f"Outputs in {config.output_dir}" + (f"; SavedModel in {result.export_path}" if result.export_path else ""))
+    click.echo(f"Outputs in {config.output.output_dir}" + (f"; SavedModel in {result.export_path}" if result.export_path else ""))
 
 
 def _positive_float(text):
@@ -155,12 +185,12 @@ def _format_metrics(metrics):
 
 
 def _held_out(vae, dataset, split, data_dir, no_download, limit=None):
-    """(images, labels) of a held-out split; labels (None otherwise) when `vae` is conditional."""
+    """(images, labels) of a held-out split; labels (None otherwise) when `vae` takes labels."""
     from tfvae.data import load_dataset
     from tfvae.evaluation import collect
 
     data = load_dataset(dataset, split=split, data_dir=data_dir, download=not no_download, binarize="static", shuffle=False,
-                        batch_size=500, with_labels=vae.conditional)
+                        batch_size=500, with_labels=bool(vae.num_classes))
     return collect(data, limit)
 
 
@@ -225,16 +255,14 @@ def reconstruct(model, dataset, data_dir, no_download, split, num_images, out):
 @user_errors
 def export(model, export_dir, version):
     """Export MODEL (a run directory or .keras checkpoint) as a SavedModel for TF Serving."""
-    import pathlib
-
     from tfvae.checkpoints import load_model
+    from tfvae.config import run_config_beside
     from tfvae.export import export_saved_model
 
-    run_config_path = pathlib.Path(model) / "run_config.json"
-    run_config = json.loads(run_config_path.read_text()) if run_config_path.is_file() else None
+    run_config = run_config_beside(model)
     path = export_saved_model(
-        load_model(model), export_dir, version=version, run_config=run_config,
-        dataset=run_config and run_config.get("dataset"),
+        load_model(model), export_dir, version=version, run_config=run_config and run_config.to_json(),
+        dataset=run_config and run_config.data.dataset,
     )
     click.echo(f"Exported {path}")
 
@@ -259,17 +287,16 @@ def complete(model, dataset, data_dir, no_download, split, train_split, mask, me
 
     The PNG shows one row per image (16 at most): original, observed part, completion, then --draws samples.
     """
-    import pathlib
-
     from tfvae import masks
     from tfvae.checkpoints import load_model
+    from tfvae.config import run_config_beside
     from tfvae.evaluation import completion_metrics
     from tfvae.images import save_completions
 
     vae = load_model(model)
     if train_split is None:
-        run_config = pathlib.Path(model) / "run_config.json"
-        train_split = json.loads(run_config.read_text()).get("train_split", "train") if run_config.is_file() else "train"
+        run_config = run_config_beside(model)
+        train_split = run_config.data.train_split if run_config else "train"
     observed = masks.make(mask, vae.image_shape, seed=seed)
     images, labels = _held_out(vae, dataset, split, data_dir, no_download, limit=num_images)
     training_images, _ = _held_out(vae, dataset, train_split, data_dir, no_download, limit=10000)
@@ -279,7 +306,7 @@ def complete(model, dataset, data_dir, no_download, split, train_split, mask, me
     drawn = None  # sampled for the pictured images only
     if draws:
         drawn = vae.complete(images[shown], observed, method=method, num_samples=num_samples, draws=draws, seed=seed,
-                             labels=labels[shown] if vae.conditional else None).numpy()
+                             labels=vae.labels_used(labels[shown] if labels is not None else None)).numpy()
     path = save_completions(out, images[shown], observed, completed[shown], drawn)
     metrics["mask"] = mask
     if as_json:
@@ -312,8 +339,8 @@ def explore(model, dataset, data_dir, no_download, split, num_images, out_dir):
                "batch_size": 500}
     try:
         data = load_dataset(dataset, with_labels=True, **options)
-    except ValueError:  # a split without labels: fine unless the model is conditional
-        if vae.conditional:
+    except ValueError:  # a split without labels: fine unless the model takes labels
+        if vae.num_classes:
             raise
         data = load_dataset(dataset, **options)
     images, labels = collect(data, num_images)
@@ -341,11 +368,10 @@ def gradient_variance(model, dataset, data_dir, no_download, split, batch_size, 
     from tfvae import plots
     from tfvae.checkpoints import load_model
     from tfvae.diagnostics import gradient_variance as measure
-    from tfvae.objectives import OBJECTIVES as APPLICABLE
 
     vae = load_model(model)
     images, labels = _held_out(vae, dataset, split, data_dir, no_download, limit=batch_size)
-    results = measure(vae, images, labels=labels, gradient_estimators=estimators or APPLICABLE[vae.objective], num_draws=num_draws, seed=seed)
+    results = measure(vae, images, labels=labels, gradient_estimators=estimators or OBJECTIVES[vae.objective], num_draws=num_draws, seed=seed)
     plots.save(plots.gradient_variance_chart(results, f"Gradient variance, {vae.objective} with K={vae.num_samples}"), out)
     if as_json:
         click.echo(json.dumps(results, indent=2))

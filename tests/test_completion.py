@@ -28,9 +28,9 @@ def gaussian_case():
     return vae, x, known.reshape(x.shape[1:]), means, conditional_cov, exact
 
 
-def test_conditional_log_likelihood_matches_the_closed_form(gaussian_case):
+def test_completion_log_likelihood_matches_the_closed_form(gaussian_case):
     vae, x, observed, _, _, exact = gaussian_case
-    estimates = np.stack([vae.conditional_log_likelihood(x, observed, num_samples=20000, seed=s).numpy() for s in range(5)])
+    estimates = np.stack([vae.completion_log_likelihood(x, observed, num_samples=20000, seed=s).numpy() for s in range(5)])
     standard_error = estimates.std(axis=0, ddof=1) / np.sqrt(len(estimates))
     assert np.all(np.abs(estimates.mean(axis=0) - exact) <= 4 * standard_error + 5e-3), (estimates.mean(axis=0), exact)
 
@@ -144,7 +144,7 @@ def test_on_mnist_every_method_beats_the_per_pixel_mean(mnist_vae, binarized_mni
     # Metropolis-within-Gibbs is at least as good as pseudo-Gibbs (Mattei & Frellsen 2018), up to sampling noise.
     assert accuracy["metropolis_within_gibbs"] >= accuracy["pseudo_gibbs"] - 0.005, accuracy
     # The model's log p(x_m | x_o) beats the per-pixel means' log-likelihood of the same missing pixels.
-    model = float(np.mean(vae.conditional_log_likelihood(images, observed, num_samples=1000, seed=0)))
+    model = float(np.mean(vae.completion_log_likelihood(images, observed, num_samples=1000, seed=0)))
     baseline = per_pixel_mean_log_likelihood(pixel_means, images, missing)
     assert model > baseline + 5, (model, baseline)
     drawn = vae.complete(images[:10], observed, method="metropolis_within_gibbs", num_samples=500, draws=4, seed=0).numpy()
@@ -171,7 +171,7 @@ def test_cli_completes_scores_and_draws_a_grid(tmp_path):
     metrics = json.loads(result.stdout)
     assert metrics["num_examples"] == 100 and metrics["missing_pixels_per_image"] == 14 * 28
     assert metrics["accuracy"] > metrics["baseline_accuracy"], metrics  # baseline: the run's training split's pixel means
-    assert metrics["conditional_log_likelihood"] > metrics["baseline_log_likelihood"], metrics
+    assert metrics["completion_log_likelihood"] > metrics["baseline_log_likelihood"], metrics
     picture = keras.utils.img_to_array(keras.utils.load_img(out, color_mode="grayscale"))
     assert picture.shape[:2] == (16 * 28, 5 * 28)  # 16 rows: original, observed part, completion, 2 draws
     result = invoke_cli("complete", str(run), *MNIST_CLI, "--mask", "upper_half")

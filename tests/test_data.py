@@ -109,9 +109,9 @@ def test_few_labels_get_a_share_of_every_batch(mnist_test_images):
     for dataset in (make_pipeline(images, labels, 100, binarize="dynamic", with_labels=True, seed=3),
                     array_pipeline((images.astype(np.float32) / 255, labels), 100, seed=3)):
         batches = [y.numpy() for _, y in dataset]
-        assert [int((y >= 0).sum()) for y in batches] == [10] * 11  # 10% labelled in every batch
+        assert [int((y >= 0).sum()) for y in batches] == [10] * 11  # 10% labeled in every batch
         everything = np.concatenate(batches)
-        assert (everything == -1).sum() == 980  # one pass over the unlabelled examples per epoch
-        assert set(everything[everything >= 0]) == set(range(10))  # the labelled ones cycle
+        assert (everything == -1).sum() == 980  # one pass over the unlabeled examples per epoch
+        assert set(everything[everything >= 0]) == set(range(10))  # the labeled ones cycle
     plenty = np.arange(1000) % 10  # every label known: plain batches
     assert [len(y) for _, y in array_pipeline((images, plenty), 100, seed=3)] == [100] * 10

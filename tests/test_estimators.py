@@ -8,28 +8,30 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-from linear_gaussian import SIGMA, make_linear_gaussian
+from linear_gaussian import LATENT, SIGMA, make_linear_gaussian
 
 import tfvae
-from tfvae import objectives
+from tfvae import names, objectives
+from tfvae.config import read_run_config
 from tfvae.diagnostics import gradient_variance
 from tfvae.networks import Encoder
+from tfvae.posteriors import BasePosterior
 
 tfd = tfp.distributions
 
 
 def closed_form_elbo(vae, x):
-    """The linear-Gaussian ELBO as a differentiable function of the model's own variables."""
-    params = vae.encoder.to_params(vae.encoder.body(x))
-    loc, raw_scale = tf.split(params, 2, axis=-1)
-    scale = tf.nn.softplus(raw_scale) + 1e-5
+    """The linear-Gaussian ELBO as a differentiable function of the model's own variables, for any Gaussian q:
+    E_q log N(x; Wz + b, σ²I) = log N(x; Wμ + b, σ²I) − tr(WΣWᵀ)/2σ², and KL(N(μ, Σ) || N(0, I)) written out."""
+    posterior = vae.encoder(x)
+    loc, cov = posterior.mean(), posterior.covariance()  # (B, d), (B, d, d)
     dense = vae.decoder.body.layers[0]
     w = tf.transpose(dense.kernel)  # (pixels, latent)
     flat_x = tf.reshape(x, [x.shape[0], -1])
     mean = loc @ tf.transpose(w) + dense.bias
-    expected_log_lik = tf.reduce_sum(tfd.Normal(mean, SIGMA).log_prob(flat_x), -1) - 0.5 / SIGMA**2 * tf.reduce_sum(
-        scale**2 @ tf.transpose(w**2), -1)
-    kl = 0.5 * tf.reduce_sum(scale**2 + loc**2 - 1 - 2 * tf.math.log(scale), -1)
+    expected_log_lik = tf.reduce_sum(tfd.Normal(mean, SIGMA).log_prob(flat_x), -1) - 0.5 / SIGMA**2 * tf.linalg.trace(
+        w @ cov @ tf.transpose(w))
+    kl = 0.5 * (tf.linalg.trace(cov) + tf.reduce_sum(loc**2, -1) - LATENT - tf.linalg.logdet(cov))
     return expected_log_lik - kl
 
 
@@ -40,7 +42,7 @@ def gradient_draws(vae, x, objective, estimator, num_samples, draws, baseline=0.
     @tf.function(jit_compile=True)
     def one(seed):
         with tf.GradientTape() as tape:
-            terms = objectives.bound_terms(x, vae.encoder(x), vae.decoder, vae.prior(), seed, objective=objective,
+            terms = objectives.bound_terms(x, vae.encoder(x), vae.decoder, vae.prior_distribution(), seed, objective=objective,
                                            gradient_estimator=estimator, num_samples=num_samples, baseline=baseline)
             loss = tf.reduce_mean(terms["loss"])
         return tf.concat([tf.reshape(g, [-1]) for g in tape.gradient(loss, variables)], 0)
@@ -48,9 +50,10 @@ def gradient_draws(vae, x, objective, estimator, num_samples, draws, baseline=0.
     return np.stack([one(tf.constant([7, d])).numpy() for d in range(draws)]).astype(np.float64)
 
 
-@pytest.fixture(scope="module")
-def model():
-    vae, x, exact, elbo = make_linear_gaussian()
+@pytest.fixture(scope="module", params=["diagonal", "full_covariance"])
+def model(request):
+    """The linear-Gaussian VAE with each posterior head: every estimator must hold for any posterior."""
+    vae, x, exact, elbo = make_linear_gaussian(request.param)
     return vae, tf.constant(x), exact, elbo
 
 
@@ -70,7 +73,7 @@ def test_every_elbo_estimator_is_unbiased_for_the_exact_gradient(model, estimato
         exact_loss = -tf.reduce_mean(closed_form_elbo(vae, x))
     exact = tf.concat([tf.reshape(g, [-1]) for g in tape.gradient(exact_loss, vae.trainable_variables)], 0).numpy()
     baseline = float(tf.reduce_mean(objectives.bound_terms(
-        x, vae.encoder(x), vae.decoder, vae.prior(), tf.constant([1, 1]), gradient_estimator="score_function",
+        x, vae.encoder(x), vae.decoder, vae.prior_distribution(), tf.constant([1, 1]), gradient_estimator="score_function",
         num_samples=200)["signal"]))
     estimates = gradient_draws(vae, x, "elbo", estimator, samples, draws, baseline)
     mean, error = estimates.mean(0), estimates.std(0, ddof=1) / np.sqrt(draws)
@@ -97,7 +100,7 @@ def test_the_iwae_training_bound_approaches_log_px_as_k_grows(model):
     vae, x, exact, elbo = model
     gaps = {}
     for k in (1, 10, 1000):
-        bounds = [objectives.bound_terms(x, vae.encoder(x), vae.decoder, vae.prior(), tf.constant([3, s]),
+        bounds = [objectives.bound_terms(x, vae.encoder(x), vae.decoder, vae.prior_distribution(), tf.constant([3, s]),
                                          objective="iwae", num_samples=k)["bound"].numpy() for s in range(30)]
         gaps[k] = float(np.mean(exact - np.mean(bounds, 0)))
     assert abs(gaps[1] - np.mean(exact - elbo)) < 0.1
@@ -105,15 +108,15 @@ def test_the_iwae_training_bound_approaches_log_px_as_k_grows(model):
 
 
 def test_estimator_names_are_tfps():
-    assert set(objectives.GRADIENT_ESTIMATORS) == {e.name.lower() for e in tfp.vi.GradientEstimators}
+    assert set(names.GRADIENT_ESTIMATORS) == {e.name.lower() for e in tfp.vi.GradientEstimators}
 
 
 def test_loss_values_are_the_bound_for_every_estimator(model):
     vae, x, _, _ = model
     seed = tf.constant([4, 2])
-    for objective, estimators in objectives.OBJECTIVES.items():
+    for objective, estimators in names.OBJECTIVES.items():
         for estimator in estimators:
-            terms = objectives.bound_terms(x, vae.encoder(x), vae.decoder, vae.prior(), seed, objective=objective,
+            terms = objectives.bound_terms(x, vae.encoder(x), vae.decoder, vae.prior_distribution(), seed, objective=objective,
                                            gradient_estimator=estimator, num_samples=4)
             np.testing.assert_allclose(terms["loss"], -terms["bound"], rtol=1e-5, err_msg=f"{objective}/{estimator}")
             np.testing.assert_allclose(terms["elbo"], -(terms["reconstruction"] + terms["kl"]), rtol=1e-5)
@@ -122,7 +125,7 @@ def test_loss_values_are_the_bound_for_every_estimator(model):
 # Every objective/estimator pair through fit, evaluate, saving, resuming and export -------------
 
 
-PAIRS = [(objective, estimator) for objective, estimators in objectives.OBJECTIVES.items() for estimator in estimators]
+PAIRS = [(objective, estimator) for objective, estimators in names.OBJECTIVES.items() for estimator in estimators]
 
 
 @pytest.mark.slow
@@ -153,16 +156,18 @@ def test_every_pair_trains_saves_resumes_and_exports(objective, estimator, tmp_p
 # Bad input --------------------------------------------------------------------------------------
 
 
-class BernoulliLatentEncoder(Encoder):
-    """A user's encoder whose posterior (binary latents) cannot be reparameterized."""
+class BernoulliLatents(BasePosterior):
+    """A user's posterior head whose binary latents cannot be reparameterized."""
 
-    def call(self, images):
-        loc = tf.split(self.to_params(self.body(images)), 2, axis=-1)[0]
-        return tfd.Independent(tfd.Bernoulli(logits=loc, dtype=tf.float32), reinterpreted_batch_ndims=1)
+    def params_size(self, latent_dim):
+        return latent_dim
+
+    def call(self, params):
+        return tfd.Independent(tfd.Bernoulli(logits=params, dtype=tf.float32), reinterpreted_batch_ndims=1)
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"objective": "iwa"}, "Unknown objective 'iwa'. Expected one of ['elbo', 'iwae']"),
+    ({"objective": "iwa"}, "Unknown objective 'iwa'. Expected one of elbo, iwae"),
     ({"gradient_estimator": "reinforce"}, ("Unknown gradient_estimator 'reinforce'. Expected one of reparameterization, "
                                            "score_function, doubly_reparameterized, vimco")),
     ({"gradient_estimator": "vimco"}, "'vimco' does not apply to objective='elbo'"),
@@ -176,7 +181,7 @@ def test_bad_objective_settings(options, message):
 
 def test_a_non_reparameterizable_posterior_needs_a_score_function_estimator():
     def make(**options):
-        encoder = BernoulliLatentEncoder((6, 5, 1), 3, keras.Sequential([keras.Input((6, 5, 1)), keras.layers.Flatten()]))
+        encoder = Encoder((6, 5, 1), 3, keras.Sequential([keras.Input((6, 5, 1)), keras.layers.Flatten()]), BernoulliLatents())
         return tfvae.VAE(encoder, tfvae.networks.mlp_decoder((6, 5, 1), 3), **options)
 
     with pytest.raises(ValueError, match="is not reparameterizable.*gradient_estimator='score_function'"):
@@ -256,7 +261,7 @@ def test_cli_trains_iwae_with_dreg_and_reports_gradient_variance(tmp_path):
                         "--gradient-estimator", "doubly_reparameterized", "--log-likelihood-samples", "20",
                         "--output-dir", str(run), "--export-dir", str(tmp_path / "sm"), "--quiet")
     assert result.exit_code == 0, result.output
-    config = json.loads((run / "run_config.json").read_text())
+    config = read_run_config(run / "run_config.json").flat()
     assert (config["objective"], config["num_samples"], config["gradient_estimator"]) == ("iwae", 10, "doubly_reparameterized")
     record = json.loads((tmp_path / "sm" / "1" / "assets.extra" / "tfvae.json").read_text())
     assert (record["objective"], record["gradient_estimator"], record["num_samples"]) == ("iwae", "doubly_reparameterized", 10)

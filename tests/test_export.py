@@ -85,7 +85,7 @@ def test_fresh_tensorflow_only_process_serves_every_signature(exported, tmp_path
         "elbo/reconstruction": terms["reconstruction"],
         "elbo/kl": terms["kl"],
         "complete/completion": completion.importance(
-            tf.constant(images), tf.constant(observed), vae._posterior, vae._decoder_for(), vae.prior(), tf.constant([3, 0]),
+            tf.constant(images), tf.constant(observed), vae._posterior, vae._decoder_for(), vae.prior_distribution(), tf.constant([3, 0]),
             SERVING_COMPLETION_SAMPLES, vae._chunk_size(SERVING_COMPLETION_SAMPLES, 100))[0],
     }
     for key, value in expected.items():

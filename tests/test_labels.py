@@ -9,6 +9,7 @@ import tensorflow as tf
 from conftest import MNIST_CLI, invoke_cli
 
 import tfvae
+from tfvae.config import read_run_config
 from tfvae.data.labels import keep_labels
 
 SHAPE = (28, 28, 1)
@@ -23,16 +24,16 @@ def semi_supervised(**options):
 
 
 @pytest.fixture(scope="module")
-def labelled(binarized_mnist, mnist_test_labels):
+def labeled(binarized_mnist, mnist_test_labels):
     """(train images, train labels, held-out images, held-out labels) from the MNIST test split."""
     train, held_out = binarized_mnist
     return train, mnist_test_labels[:8000], held_out, mnist_test_labels[8000:]
 
 
 @pytest.fixture(scope="module")
-def trained_m2(labelled):
-    """M2 after one epoch on 2000 examples, 100 of them labelled: q(y|x) is no longer uniform."""
-    images, labels = labelled[0][:2000], keep_labels(labelled[1][:2000], 100, seed=0)
+def trained_m2(labeled):
+    """M2 after one epoch on 2000 examples, 100 of them labeled: q(y|x) is no longer uniform."""
+    images, labels = labeled[0][:2000], keep_labels(labeled[1][:2000], 100, seed=0)
     keras.utils.set_random_seed(0)
     vae = semi_supervised()
     vae.compile()
@@ -40,20 +41,20 @@ def trained_m2(labelled):
     return vae
 
 
-def test_m2_unlabelled_bound_is_the_class_average_of_labelled_bounds_plus_entropy(trained_m2, labelled):
-    images = tf.constant(labelled[2][:16])
+def test_m2_unlabeled_bound_is_the_class_average_of_labeled_bounds_plus_entropy(trained_m2, labeled):
+    images = tf.constant(labeled[2][:16])
     seed = tf.constant([3, 4], tf.int32)
-    unlabelled = trained_m2.compute_terms((images, tf.fill([16], -1)), seed)["elbo"].numpy()
+    unlabeled = trained_m2.compute_terms((images, tf.fill([16], -1)), seed)["elbo"].numpy()
     # L(x, c) for every class c: the same noise, since the model draws it for all (class, example) pairs at once.
     given = np.stack([trained_m2.compute_terms((images, tf.fill([16], c)), seed)["elbo"].numpy() for c in range(10)])
     probs = trained_m2.classify(images).probs_parameter().numpy().astype(np.float64)  # (16, 10)
     entropy = -np.sum(probs * np.log(probs), axis=1)
     assert entropy.min() < np.log(10) - 0.05  # a trained classifier: the check weighs classes unequally
-    np.testing.assert_allclose(unlabelled, np.sum(probs * given.T, axis=1) + entropy, rtol=1e-5, atol=1e-2)
+    np.testing.assert_allclose(unlabeled, np.sum(probs * given.T, axis=1) + entropy, rtol=1e-5, atol=1e-2)
 
 
-def test_unlabelled_examples_never_enter_the_classification_loss(trained_m2, labelled):
-    images = tf.constant(labelled[2][:8])
+def test_unlabeled_examples_never_enter_the_classification_loss(trained_m2, labeled):
+    images = tf.constant(labeled[2][:8])
     labels = np.array([3, -1, -1, 7, -1, 0, -1, -1], np.int32)
     seed = tf.constant([5, 6], tf.int32)
     losses = {}
@@ -61,20 +62,20 @@ def test_unlabelled_examples_never_enter_the_classification_loss(trained_m2, lab
         trained_m2.alpha = alpha
         losses[alpha] = trained_m2.compute_terms((images, labels), seed, training=True)["loss"].numpy()
     trained_m2.alpha = 0.1
-    unlabelled = labels < 0
-    np.testing.assert_allclose(losses[1000.0][unlabelled], losses[0.0][unlabelled], rtol=1e-6)
-    # Labelled examples gain α·B/N_l · −log q(y|x): 1000 · 8/3 times each one's cross-entropy.
+    unlabeled = labels < 0
+    np.testing.assert_allclose(losses[1000.0][unlabeled], losses[0.0][unlabeled], rtol=1e-6)
+    # Labeled examples gain α·B/N_l · −log q(y|x): 1000 · 8/3 times each one's cross-entropy.
     probs = trained_m2.classify(images).probs_parameter().numpy()
-    cross_entropy = -np.log(probs[~unlabelled, labels[~unlabelled]])
-    np.testing.assert_allclose(losses[1000.0][~unlabelled] - losses[0.0][~unlabelled], 1000 * 8 / 3 * cross_entropy,
+    cross_entropy = -np.log(probs[~unlabeled, labels[~unlabeled]])
+    np.testing.assert_allclose(losses[1000.0][~unlabeled] - losses[0.0][~unlabeled], 1000 * 8 / 3 * cross_entropy,
                                rtol=1e-4)
     metrics = trained_m2.compute_terms((images, labels), seed)
     _, weights = metrics["classification"]
-    np.testing.assert_array_equal(weights.numpy(), (~unlabelled).astype(np.float32))
+    np.testing.assert_array_equal(weights.numpy(), (~unlabeled).astype(np.float32))
 
 
-def test_bound_weighting_decides_what_a_labelled_examples_bound_counts(trained_m2, labelled):
-    images = tf.constant(labelled[2][:8])
+def test_bound_weighting_decides_what_a_labeled_examples_bound_counts(trained_m2, labeled):
+    images = tf.constant(labeled[2][:8])
     labels = np.array([3, -1, -1, 7, -1, 0, -1, -1], np.int32)
     seed = tf.constant([5, 6], tf.int32)
     trained_m2.alpha, fraction = 0.0, trained_m2.labeled_fraction
@@ -86,16 +87,16 @@ def test_bound_weighting_decides_what_a_labelled_examples_bound_counts(trained_m
         batch = trained_m2.compute_terms((images, labels), seed, training=True)["loss"].numpy()
     finally:
         trained_m2.alpha, trained_m2.labeled_fraction, trained_m2.bound_weighting = 0.1, fraction, "data"
-    labelled_ones = labels >= 0
-    # "data": the 3 labelled of 8 stand for 1% of the data set, the 5 unlabelled for 99%.
-    np.testing.assert_allclose(data[labelled_ones], 0.01 * 8 / 3 * unweighted[labelled_ones], rtol=1e-5)
-    np.testing.assert_allclose(data[~labelled_ones], 0.99 * 8 / 5 * unweighted[~labelled_ones], rtol=1e-5)
-    # "batch": every example counts once, whatever the labelled share.
+    labeled_ones = labels >= 0
+    # "data": the 3 labeled of 8 stand for 1% of the data set, the 5 unlabeled for 99%.
+    np.testing.assert_allclose(data[labeled_ones], 0.01 * 8 / 3 * unweighted[labeled_ones], rtol=1e-5)
+    np.testing.assert_allclose(data[~labeled_ones], 0.99 * 8 / 5 * unweighted[~labeled_ones], rtol=1e-5)
+    # "batch": every example counts once, whatever the labeled share.
     np.testing.assert_allclose(batch, unweighted, rtol=1e-6)
 
 
-def test_batch_weighted_m2_fits_a_dataset_without_a_labelled_share_and_keeps_its_weighting(labelled, tmp_path):
-    images, labels = labelled[0][:1000], keep_labels(labelled[1][:1000], 100, seed=0)
+def test_batch_weighted_m2_fits_a_dataset_without_a_labeled_share_and_keeps_its_weighting(labeled, tmp_path):
+    images, labels = labeled[0][:1000], keep_labels(labeled[1][:1000], 100, seed=0)
     vae = semi_supervised(bound_weighting="batch")
     vae.compile()
     history = vae.fit(tf.data.Dataset.from_tensor_slices((images, labels)).batch(100), epochs=1, verbose=0).history
@@ -103,19 +104,19 @@ def test_batch_weighted_m2_fits_a_dataset_without_a_labelled_share_and_keeps_its
     vae.save(tmp_path / "m2.keras")
     assert keras.models.load_model(tmp_path / "m2.keras").bound_weighting == "batch"
     with pytest.raises(ValueError, match="Expected bound_weighting in"):
-        semi_supervised(bound_weighting="labelled")
+        semi_supervised(bound_weighting="labeled")
 
 
-def test_evaluate_reports_the_classifier_accuracy_on_labelled_data(trained_m2, labelled):
-    _, _, images, labels = labelled
+def test_evaluate_reports_the_classifier_accuracy_on_labeled_data(trained_m2, labeled):
+    _, _, images, labels = labeled
     results = trained_m2.evaluate(images[:1000], labels[:1000], batch_size=100, verbose=0, return_dict=True)
     predictions = trained_m2.classify(images[:1000]).mode().numpy()
     assert results["accuracy"] == pytest.approx(np.mean(predictions == labels[:1000]), abs=1e-6)
     assert results["accuracy"] == pytest.approx(trained_m2.accuracy(images[:1000], labels[:1000]), abs=1e-6)
 
 
-def test_conditional_elbo_lies_below_log_likelihood_which_rises_with_k(labelled):
-    train, train_labels, held_out, held_out_labels = labelled
+def test_conditional_elbo_lies_below_log_likelihood_which_rises_with_k(labeled):
+    train, train_labels, held_out, held_out_labels = labeled
     keras.utils.set_random_seed(1)
     vae = conditional()
     vae.compile()
@@ -131,8 +132,8 @@ def test_conditional_elbo_lies_below_log_likelihood_which_rises_with_k(labelled)
 
 
 @pytest.mark.parametrize("make", [conditional, semi_supervised], ids=["conditional", "semi-supervised"])
-def test_labelled_models_round_trip_through_keras_files(make, labelled, tmp_path):
-    train, train_labels, held_out, held_out_labels = labelled
+def test_labeled_models_round_trip_through_keras_files(make, labeled, tmp_path):
+    train, train_labels, held_out, held_out_labels = labeled
     vae = make()
     vae.compile()
     vae.fit(train[:500], train_labels[:500], batch_size=100, epochs=1, verbose=0)
@@ -183,15 +184,15 @@ def test_keep_labels_rejects_counts_it_cannot_honour(count, message, mnist_test_
         (None, "This model is conditional: pass the labels of x"),
     ],
 )
-def test_conditional_fit_rejects_bad_labels(labels, message, labelled):
+def test_conditional_fit_rejects_bad_labels(labels, message, labeled):
     vae = conditional()
     vae.compile()
     with pytest.raises(ValueError, match=message):
-        vae.fit(labelled[0][:100], labels, batch_size=50, verbose=0)
+        vae.fit(labeled[0][:100], labels, batch_size=50, verbose=0)
 
 
-def test_labelled_models_reject_unlabelled_datasets_and_wrong_label_counts(labelled):
-    images = labelled[0][:100]
+def test_labeled_models_reject_unlabeled_datasets_and_wrong_label_counts(labeled):
+    images = labeled[0][:100]
     vae = semi_supervised()
     vae.compile()
     with pytest.raises(ValueError, match="to yield .images, integer labels. pairs"):
@@ -206,8 +207,8 @@ def test_labelled_models_reject_unlabelled_datasets_and_wrong_label_counts(label
         tfvae.VAE.for_images(SHAPE, latent_dim=4).sample(3, labels=1)
 
 
-def test_semi_supervised_fit_on_a_dataset_with_a_known_labelled_share(labelled):
-    images, labels = labelled[0][:1000], keep_labels(labelled[1][:1000], 100, seed=0)
+def test_semi_supervised_fit_on_a_dataset_with_a_known_labeled_share(labeled):
+    images, labels = labeled[0][:1000], keep_labels(labeled[1][:1000], 100, seed=0)
     vae = semi_supervised()
     vae.labeled_fraction = 0.1
     vae.compile()
@@ -224,15 +225,15 @@ def test_semi_supervised_fit_on_a_dataset_with_a_known_labelled_share(labelled):
         (["--model", "conditional", "--bound-weighting", "batch"], "--bound-weighting applies to the semi-supervised"),
     ],
 )
-def test_cli_rejects_labelled_example_counts_it_cannot_honour(args, message, tmp_path):
+def test_cli_rejects_labeled_example_counts_it_cannot_honour(args, message, tmp_path):
     result = invoke_cli("train", *MNIST_CLI, "--train-split", "test[:1000]", *args, "--output-dir", str(tmp_path / "run"))
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.slow
-def test_conditional_samples_are_recognised_as_the_requested_class(labelled, mnist_test_images):
-    train, train_labels, _, held_out_labels = labelled
+def test_conditional_samples_are_recognised_as_the_requested_class(labeled, mnist_test_images):
+    train, train_labels, _, held_out_labels = labeled
     # An independent judge: a small convolutional classifier trained on the same split's grey-level images.
     keras.utils.set_random_seed(0)
     judge = keras.Sequential([
@@ -272,7 +273,7 @@ def test_cli_semi_supervised_run_reports_accuracy_and_exports_a_classifier(tmp_p
     assert result.exit_code == 0, result.output
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 < metrics["accuracy"] <= 1 and metrics["elbo"] < metrics["log_likelihood"] < 0, metrics
-    config = json.loads((run / "run_config.json").read_text())
+    config = read_run_config(run / "run_config.json").flat()
     assert config["model"] == "semi-supervised" and config["labeled_examples"] == 100
     assert config["bound_weighting"] == "batch"
     assert keras.models.load_model(max(run.rglob("epoch-*.keras"))).bound_weighting == "batch"
@@ -291,7 +292,7 @@ def test_cli_semi_supervised_run_reports_accuracy_and_exports_a_classifier(tmp_p
 
     completed = invoke_cli("complete", str(run), *MNIST_CLI, "--split", "test[9000:9020]", "--mask", "random:0.5",
                            "--num-samples", "50", "--draws", "0", "--out", str(tmp_path / "c.png"), "--json")
-    assert completed.exit_code == 0, completed.output  # completion given the true labels of a labelled model
+    assert completed.exit_code == 0, completed.output  # completion given the true labels of a labeled model
     assert json.loads(completed.stdout)["num_examples"] == 20
 
     out = tmp_path / "sevens.png"

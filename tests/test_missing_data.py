@@ -16,6 +16,7 @@ from linear_gaussian import IMAGE_SHAPE, LATENT, SIGMA, make_linear_gaussian
 import tfvae
 from tfvae import masks
 from tfvae.completion import METHODS
+from tfvae.config import read_run_config
 from tfvae.data import load_dataset
 from tfvae.data.sources import DataUnavailable
 from tfvae.evaluation import collect
@@ -141,7 +142,7 @@ def test_float_npz_images_with_nan_load_as_missing_pixels(tmp_path):
 
 def test_cli_refuses_a_missing_option_it_cannot_use(tmp_path):
     for extra, message in ((["--missing", "top_half"], "--missing 'top_half'"),
-                           (["--missing", "random:0.5", "--model", "semi-supervised"], "M2's classifier needs whole images")):
+                           (["--missing", "random:0.5", "--model", "semi-supervised"], "a classifier q(y|x) needs whole images")):
         result = invoke_cli("train", *MNIST_CLI, "--output-dir", tmp_path / "run", *extra)
         assert result.exit_code != 0 and message in result.output, result.output
         assert "Traceback" not in result.output
@@ -176,7 +177,7 @@ def test_a_model_trained_with_half_the_pixels_missing_completes_nearly_as_well(b
         assert min(accuracy["incomplete"].values()) > baseline + 0.02, (mask, accuracy, baseline)
         # Half the pixels cost some accuracy (3 points at random:0.5 here; benchmarks/completion.py measures it), not most.
         assert accuracy["incomplete"]["importance"] >= accuracy["complete"]["importance"] - 0.05, (mask, accuracy)
-        model_log_lik = float(np.mean(models["incomplete"].conditional_log_likelihood(images, observed, num_samples=500,
+        model_log_lik = float(np.mean(models["incomplete"].completion_log_likelihood(images, observed, num_samples=500,
                                                                                      seed=0)))
         clipped = np.clip(np.broadcast_to(pixel_means, images.shape), 1e-6, 1 - 1e-6)
         baseline_log_lik = np.mean(np.sum(np.where(images > 0.5, np.log(clipped), np.log1p(-clipped)) * missing, (1, 2, 3)))
@@ -192,7 +193,7 @@ def test_cli_trains_on_incomplete_data_records_it_and_completes(tmp_path):
                         "--log-likelihood-samples", "50", "--output-dir", str(run),
                         "--export-dir", str(tmp_path / "export"), "--quiet")
     assert result.exit_code == 0, result.output
-    assert json.loads((run / "run_config.json").read_text())["missing"] == "random:0.5"
+    assert read_run_config(run / "run_config.json").flat()["missing"] == "random:0.5"
     vae = tfvae.load_model(run)
     assert vae.missing_data
     assert np.isfinite(json.loads((run / "metrics.json").read_text())["log_likelihood"])

@@ -45,5 +45,5 @@ def test_bad_image_shape(image_shape):
 
 
 def test_unknown_architecture_lists_choices():
-    with pytest.raises(ValueError, match=r"Unknown architecture 'resnet'.*conv.*mlp"):
+    with pytest.raises(ValueError, match=r"Unknown architecture 'resnet'.*mlp.*conv"):
         networks.networks_for("resnet")

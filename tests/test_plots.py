@@ -21,9 +21,20 @@ def assert_picture(path, min_size=300):
     assert pixels.var() > 100, (path, pixels.var())  # not blank
 
 
-def test_the_manifold_grid_is_at_gaussian_quantiles():
-    values = plots.manifold_grid(5)
-    np.testing.assert_allclose(values, [-1.6448536, -0.5977601, 0.0, 0.5977601, 1.6448536], atol=1e-6)  # Φ⁻¹(.05, .275, …, .95)
+def test_the_manifold_grid_is_at_the_priors_quantiles():
+    from scipy.stats import norm
+
+    vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=2, seed=0)
+    values = plots.manifold_grid(vae, np.zeros(2), np.eye(2), size=5)
+    gaussian = norm.ppf(np.linspace(0.05, 0.95, 5))  # Φ⁻¹(.05, .275, …, .95), Kingma & Welling's grid
+    np.testing.assert_allclose(values, np.stack([gaussian, gaussian], axis=1), atol=0.02)
+    # A mixture prior whose components sit at ±3 has no mass near 0: its quantiles are its own.
+    mixture = tfvae.VAE.for_images((28, 28, 1), latent_dim=2, prior="mixture", seed=0)
+    mixture.prior.set_weights([np.array([[-3.0, -3.0], [3.0, 3.0]] * 5, np.float32), np.full((10, 2), -3.0, np.float32),
+                               np.zeros(10, np.float32)])
+    values = plots.manifold_grid(mixture, np.zeros(2), np.eye(2), size=5)
+    np.testing.assert_allclose(values[[0, 4]], [[-3.1, -3.1], [3.1, 3.1]], atol=0.1)
+    assert np.all(np.abs(values[[1, 3]]) > 2.5)
 
 
 def test_slerp_keeps_the_endpoints_and_follows_the_great_circle():

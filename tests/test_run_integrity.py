@@ -18,6 +18,7 @@ from conftest import MNIST_CLI, MNIST_DIR, invoke_cli
 
 import tfvae
 from tfvae.checkpoints import load_model
+from tfvae.config import read_run_config
 from tfvae.errors import DamagedCheckpoint, RunError
 from tfvae.run_directory import locked
 
@@ -121,7 +122,7 @@ def test_a_second_run_into_the_same_directory_refuses_at_once(tmp_path):
     assert_clean_failure(second, f"is in use by another tfvae process (pid {first.pid}")
     output, _ = first.communicate(timeout=600)
     assert first.returncode == 0, output[-3000:]
-    config = json.loads((run / "run_config.json").read_text())
+    config = read_run_config(run / "run_config.json").flat()
     assert config["latent_dim"] == 4 and config["epochs"] == 3  # the first run's own settings
     assert len((run / "metrics.csv").read_text().splitlines()) == 4
     assert sorted(p.name for p in (tmp_path / "sm").iterdir() if not p.name.startswith(".")) == ["1"]
@@ -347,7 +348,7 @@ def test_steps_per_execution_is_clamped_to_an_epoch(tmp_path):
                         "--output-dir", tmp_path / "run", "--no-export")
     assert result.exit_code == 0, result.output
     assert "steps_per_execution is 15, not 1000" in result.output
-    assert json.loads((tmp_path / "run" / "run_config.json").read_text())["steps_per_execution"] == 15
+    assert read_run_config(tmp_path / "run" / "run_config.json").flat()["steps_per_execution"] == 15
 
 
 # 10. The Python API checks its arguments -----------------------------------------------------------

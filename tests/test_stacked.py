@@ -29,7 +29,7 @@ def stacked(m1, **options):
 
 @pytest.fixture(scope="module")
 def trained(m1, binarized_mnist, mnist_test_labels):
-    """M1+M2 after three epochs on the 8000 training images, 100 of them labelled, and M1's weights before it."""
+    """M1+M2 after three epochs on the 8000 training images, 100 of them labeled, and M1's weights before it."""
     m1_weights = [w.numpy().copy() for w in m1.weights]
     keras.utils.set_random_seed(0)
     model = stacked(m1)
@@ -108,7 +108,7 @@ def test_m1_plus_m2_rejects_models_and_data_it_cannot_use(m1, binarized_mnist):
     images = binarized_mnist[0][:100]
     with pytest.raises(ValueError, match="labeled_fraction = 100 / 60000"):
         model.fit(tf.data.Dataset.from_tensor_slices((images, np.zeros(100, np.int64))).batch(50), verbose=0)
-    with pytest.raises(ValueError, match="-1 for unlabelled examples"):
+    with pytest.raises(ValueError, match="-1 for unlabeled examples"):
         model.fit(images, np.full(100, 10), verbose=0)
     with pytest.raises(ValueError, match=r"shape \(batch, 28, 28, 1\)"):
         model.classify(images.reshape(100, 784))

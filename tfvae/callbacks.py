@@ -93,7 +93,7 @@ class TensorBoardImages(keras.callbacks.Callback):
     """After each epoch, writes to TensorBoard a grid of prior samples (fixed seed), `images` beside their
     reconstructions, the per-dimension KL of `images` as a histogram and the active units as a scalar.
 
-    `images` (and `labels` for conditional models) are a few held-out examples;
+    `images` (and their `labels`, used by models of labels) are a few held-out examples;
     the summaries go to `log_dir`/images, beside Keras's own scalars.
     """
 
@@ -110,19 +110,13 @@ class TensorBoardImages(keras.callbacks.Callback):
         import tensorflow as tf
 
         from tfvae import evaluation
-        from tfvae.images import grid
+        from tfvae.images import reconstruction_grid, sample_grid
 
-        vae = self.model
-        labels = self.labels if vae.conditional else None
-        if vae.conditional:
-            classes = np.repeat(np.arange(vae.num_classes), max(1, self.num_samples // vae.num_classes))
-            samples = grid(vae.sample(len(classes), seed=self.seed, labels=classes).numpy(), columns=len(classes) // vae.num_classes)
-        else:
-            samples = grid(vae.sample(self.num_samples, seed=self.seed).numpy())
-        shown = self.images[:32]
-        pairs = np.stack([shown, vae.reconstruct(shown, None if labels is None else labels[:32]).numpy()], axis=1)
-        reconstructions = grid(pairs.reshape(-1, *shown.shape[1:]), columns=2 * math.ceil(math.sqrt(len(shown))))
-        statistics = evaluation.latent_statistics(vae, self.images, labels)
+        vae = self.model.image_model()
+        samples = sample_grid(vae, self.num_samples, self.seed)
+        labels = None if self.labels is None else self.labels[:32]
+        reconstructions = reconstruction_grid(vae, self.images[:32], labels)
+        statistics = evaluation.latent_statistics(vae, self.images, self.labels)
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         with self._writer.as_default(step=epoch):

@@ -16,7 +16,9 @@ import zipfile
 
 import keras
 
-from tfvae.errors import DamagedCheckpoint, OutputNotWritable, RunError
+from tfvae import registry
+from tfvae._version import __version__
+from tfvae.errors import DamagedCheckpoint, OutputNotWritable, RunError, UnloadableModel
 from tfvae.run_directory import describe_os_error
 
 logger = logging.getLogger("tfvae")
@@ -81,22 +83,48 @@ def latest_checkpoint(directory):
     return None
 
 
-def _load_keras_file(path):
-    from tfvae import conditional, model, semi_supervised  # noqa: F401 -- registers tfvae's classes with Keras
-    from tfvae.base_model import BaseVAE
+def _version_tuple(version):
+    return tuple(int(part) for part in re.findall(r"\d+", str(version))[:3])
 
-    try:
-        model = keras.models.load_model(path)
-    except Exception as error:  # noqa: BLE001 -- any failure to read it back means the file is unusable
-        raise DamagedCheckpoint(
-            f"{path} cannot be loaded ({type(error).__name__}: {' '.join(str(error).split())[:300]})."
-        ) from None
-    if not isinstance(model, BaseVAE):
-        raise RunError(
-            f"{path} holds a Keras model of class {type(model).__name__}, not a tfvae model. "
+
+def _check_loadable(path):
+    """Raises, naming the reason, unless the intact `.keras` file at `path` holds a model this tfvae can load
+    (read from its config.json, before anything is built)."""
+    with zipfile.ZipFile(path) as archive:
+        try:
+            config = json.loads(archive.read("config.json"))
+        except ValueError as error:
+            raise DamagedCheckpoint(f"{path} is damaged: its model configuration is not JSON ({error}).") from None
+    registered = str(config.get("registered_name") or config.get("class_name"))
+    package, _, class_name = registered.rpartition(">")
+    if package != "tfvae":
+        raise UnloadableModel(
+            f"{path} holds a Keras model of class {config.get('class_name')}, not a tfvae model. "
             "Pass a checkpoint written by tfvae (a run directory or its checkpoints/epoch-NNNN.keras)."
         )
-    return model
+    written = (config.get("config") or {}).get("tfvae_version")
+    if written and _version_tuple(written) > _version_tuple(__version__):
+        raise UnloadableModel(
+            f"{path} was saved by a newer tfvae ({written}) than this one ({__version__}). "
+            "Upgrade tfvae to load it: pip install --upgrade tfvae."
+        )
+    if class_name not in {entry.attribute for entry in registry.MODELS.values()}:
+        raise UnloadableModel(
+            f"{path} holds a tfvae model of class {class_name}, which this tfvae ({__version__}) does not have. "
+            f"Known models: {', '.join(entry.attribute for entry in registry.MODELS.values())}."
+        )
+
+
+def _load_keras_file(path):
+    _check_loadable(path)
+    registry.import_all()  # every tfvae class registers itself with Keras where it is defined
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # noqa: BLE001 -- the archive is whole, so this is not damage: say what failed
+        raise UnloadableModel(
+            f"{path} is an intact tfvae file that cannot be loaded ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:300]})."
+        ) from None
 
 
 def load_checkpoint(path):
@@ -138,9 +166,11 @@ def load_latest(directory):
 def load_model(path):
     """A trained tfvae model from a `.keras` checkpoint, or from a run directory (its newest intact checkpoint).
 
-    Importing tfvae's model module registers its classes with Keras, so
-    `keras.models.load_model` works too; this function adds the fallback past
-    damaged checkpoints and refuses files that hold no tfvae model.
+    Every tfvae model class registers itself with Keras where it is defined, so after
+    `import tfvae.models`, `keras.models.load_model` loads tfvae files too; this function
+    imports every registered part first (`tfvae.registry`), adds the fallback past damaged
+    checkpoints, and says why a file that is whole cannot be loaded (not a tfvae model,
+    saved by a newer tfvae, ...).
     """
     path = pathlib.Path(path)
     if not path.exists():

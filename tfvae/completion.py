@@ -16,7 +16,7 @@ import math
 
 import tensorflow as tf
 
-from tfvae.distributions import RANDOM_ALGORITHM, observed_log_prob, reparameterized_sample
+from tfvae.distributions import RANDOM_ALGORITHM, observed_log_prob, point, sample
 from tfvae.names import COMPLETION_METHODS as METHODS
 
 # Reconstructions that refine the proposal's input before importance sampling (`proposal_input`).
@@ -40,7 +40,7 @@ def proposal_input(images, observed, encode, decode, iterations=PROPOSAL_ITERATI
     centred where p(z | x_o) is keeps the importance weights far less degenerate than zero-filling alone."""
     filled = _filled(images, observed, 0.0)
     for _ in range(iterations):
-        filled = _filled(images, observed, decode(encode(filled).mean()).mean())
+        filled = _filled(images, observed, decode(point(encode(filled))).mean())
     return filled
 
 
@@ -74,7 +74,7 @@ def importance(images, observed, encode, decode, prior, seed, num_samples, chunk
         chunk_seed, gumbel_seed, pixel_seed = _seeds(
             tf.random.experimental.stateless_fold_in(seed, chunk, alg=RANDOM_ALGORITHM), 3
         )
-        z = reparameterized_sample(proposal, chunk_size, chunk_seed)  # (chunk, B, latent)
+        z = sample(proposal, chunk_size, chunk_seed)  # (chunk, B, latent)
         likelihood = decode(z)
         log_weights = observed_log_prob(likelihood, images, observed) + prior.log_prob(z) - proposal.log_prob(z)
         index = chunk * chunk_size + tf.range(chunk_size)
@@ -113,7 +113,7 @@ def markov_chain(images, observed, encode, decode, prior, seed, num_samples, met
     spacing = max(1, kept // max(draws, 1))
     start_seed, loop_seed = _seeds(seed, 2)
     current = proposal_input(images, observed, encode, decode)
-    z = encode(current).sample(seed=start_seed)
+    z = sample(encode(current), 1, start_seed)[0]
     total = tf.zeros_like(images)
     states = tf.zeros(tf.concat([[max(draws, 1)], tf.shape(images)], 0))
     for step in tf.range(num_samples):
@@ -121,7 +121,7 @@ def markov_chain(images, observed, encode, decode, prior, seed, num_samples, met
             tf.random.experimental.stateless_fold_in(loop_seed, step, alg=RANDOM_ALGORITHM), 3
         )
         posterior = encode(current)
-        proposed = reparameterized_sample(posterior, 1, propose_seed)[0]
+        proposed = sample(posterior, 1, propose_seed)[0]
         if metropolis:
             both = tf.stack([proposed, z])  # (2, B, latent)
             log_weights = decode(both).log_prob(current) + prior.log_prob(both) - posterior.log_prob(both)
@@ -141,7 +141,7 @@ def markov_chain(images, observed, encode, decode, prior, seed, num_samples, met
     return mean, (states if draws else None)
 
 
-def conditional_log_likelihood(images, observed, encode, decode, prior, seed, num_samples, chunk_size, iwae_bound,
+def completion_log_likelihood(images, observed, encode, decode, prior, seed, num_samples, chunk_size, iwae_bound,
                                marks_missing=False):
     """log p(x_m | x_o) = log p(x) − log p(x_o), each importance-sampled with `num_samples` draws.
 

@@ -16,11 +16,11 @@ def _flat(gradients):
     return tf.concat([tf.reshape(g, [-1]) for g in gradients], axis=0)
 
 
-def _score_baseline(vae, images, condition, seed, objective, num_samples):
+def _score_baseline(vae, images, labels, seed, objective, num_samples):
     """The score-function baseline: the model's running mean if it trained with one, else the signal's mean."""
     if getattr(vae, "gradient_estimator", None) == "score_function" and objective == vae.objective:
         return vae.baseline
-    terms = vae.objective_terms(images, seed, condition, objective=objective, gradient_estimator="score_function",
+    terms = vae.objective_terms(images, seed, labels, objective=objective, gradient_estimator="score_function",
                                 num_samples=num_samples)
     return tf.reduce_mean(terms["signal"])
 
@@ -33,7 +33,7 @@ def gradient_variance(vae, images, gradient_estimators=("reparameterization", "s
     `num_draws` draws, summed over the network's parameters; `*_snr` is the mean
     over parameters of |mean| / std, leaving out parameters whose gradient is
     exactly zero in every draw (weights of pixels that are zero in every image).
-    `objective` and `num_samples` default to the model's own; conditional models
+    `objective` and `num_samples` default to the model's own; models of labels
     take `labels` and are measured on the bound given them. The score-function
     estimator uses the model's running-mean baseline when it trained with one,
     otherwise the mean learning signal.
@@ -42,21 +42,21 @@ def gradient_variance(vae, images, gradient_estimators=("reparameterization", "s
     num_samples = num_samples or vae.num_samples
     objectives.check_objective(objective, "reparameterization", num_samples)
     images = tf.convert_to_tensor(np.asarray(images, np.float32))
-    condition = vae._condition(labels, len(images))
+    labels = vae._checked_labels(labels, len(images))
     base_seed = tf.constant([0 if seed is None else int(seed), 0], tf.int32)
     groups = {"encoder": vae.encoder.trainable_variables, "decoder": vae.decoder.trainable_variables}
     results = {}
     for estimator in gradient_estimators:
         _, estimator = objectives.check_objective(objective, estimator, num_samples)
-        baseline = _score_baseline(vae, images, condition, base_seed, objective, num_samples) if estimator == "score_function" else 0.0
+        baseline = _score_baseline(vae, images, labels, base_seed, objective, num_samples) if estimator == "score_function" else 0.0
 
         @tf.function(jit_compile=True)
         def gradient(draw_seed, estimator=estimator, baseline=baseline):
             with tf.GradientTape() as tape:
                 terms = objectives.bound_terms(
-                    images, vae._posterior(images, condition), vae._decoder_for(condition), vae.prior(), draw_seed,
+                    images, vae._posterior(images, labels), vae._decoder_for(labels), vae.prior_distribution(), draw_seed,
                     objective=objective,
-                    gradient_estimator=estimator, num_samples=num_samples, kl=vae.kl, beta=vae.beta, baseline=baseline,
+                    gradient_estimator=estimator, num_samples=num_samples, kl=vae.kl_estimator, beta=vae.beta, baseline=baseline,
                 )
                 loss = tf.reduce_mean(terms["loss"])
             gradients = tape.gradient(loss, list(groups.values()))

@@ -15,7 +15,11 @@ class RunInUse(RunError):
 
 
 class DamagedCheckpoint(RunError):
-    """A checkpoint file that cannot be read back (truncated, corrupt, or not a tfvae model)."""
+    """A checkpoint file that cannot be read back: truncated or corrupt."""
+
+
+class UnloadableModel(RunError):
+    """An intact model file that this tfvae cannot load: not a tfvae model, or saved by a newer tfvae."""
 
 
 class OutputNotWritable(TfvaeError, OSError):

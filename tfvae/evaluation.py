@@ -2,8 +2,10 @@
 
 import numpy as np
 
-# A latent unit is active when its posterior mean varies across the data by more
-# than this (Burda et al. 2015, section 5.2).
+from tfvae.distributions import marginal_kl, point
+
+# A latent unit is active when its posterior mean varies across the data by more than this, in units of the
+# prior's variance (Burda et al. 2015, section 5.2, with a N(0, I) prior).
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 
@@ -21,25 +23,33 @@ def collect(dataset, limit=None):
     return np.concatenate(images)[:limit], (np.concatenate(labels)[:limit] if labels else None)
 
 
-def posterior_moments(vae, images, labels=None, batch_size=1000):
-    """(means, standard deviations) of q(z|x) for `images` (given `labels` for conditional models), (N, latent_dim) each."""
-    labels = labels if vae.conditional else None
-    parts = [vae.encode(images[s : s + batch_size], None if labels is None else labels[s : s + batch_size])
-             for s in range(0, len(images), batch_size)]
-    return (np.concatenate([p.mean().numpy() for p in parts]), np.concatenate([p.stddev().numpy() for p in parts]))
+def latent_summary(vae, images, labels=None, batch_size=1000):
+    """(codes, kl) for `images` (given `labels` where the model takes them), each (N, latent_dim): the point
+    code of q(z|x) (`tfvae.distributions.point`), and KL(q(z_d|x) || p(z_d)) of each dimension's marginals
+    against the model's own prior, in nats."""
+    labels = vae.labels_used(labels)
+    prior_marginals = vae.prior.marginals(vae.prior_distribution())
+    codes, kl = [], []
+    for start in range(0, len(images), batch_size):
+        posterior = vae.encode(images[start : start + batch_size],
+                               None if labels is None else labels[start : start + batch_size])
+        codes.append(point(posterior).numpy())
+        kl.append(marginal_kl(vae.encoder.posterior.marginals(posterior), prior_marginals).numpy())
+    return np.concatenate(codes), np.concatenate(kl)
 
 
 def latent_statistics(vae, images, labels=None):
-    """Per latent dimension over `images`: `kl`, the mean KL(q(z_d|x) || N(0, 1)) in nats, and `activity`,
-    the variance of the posterior mean (a unit is active above ACTIVE_UNIT_THRESHOLD)."""
-    loc, scale = posterior_moments(vae, images, labels)
-    return {"kl": np.mean(0.5 * (scale**2 + loc**2 - 1.0) - np.log(scale), axis=0), "activity": np.var(loc, axis=0)}
+    """Per latent dimension over `images`, against the model's own prior: `kl`, the mean KL(q(z_d|x) || p(z_d))
+    in nats, and `activity`, the variance of the point code over the images in units of the prior's variance
+    of z_d (Burda et al.'s Var_x E_q[z_d] for N(0, I)); a unit is active above ACTIVE_UNIT_THRESHOLD."""
+    codes, kl = latent_summary(vae, images, labels)
+    prior_variance = vae.prior.marginals(vae.prior_distribution()).variance().numpy()
+    return {"kl": kl.mean(axis=0), "activity": np.var(codes, axis=0) / prior_variance}
 
 
 def active_units(vae, images, threshold=ACTIVE_UNIT_THRESHOLD, labels=None):
-    """The number of latent dimensions whose posterior mean has variance > `threshold` over `images`."""
-    means, _ = posterior_moments(vae, images, labels)
-    return int(np.sum(np.var(means, axis=0) > threshold))
+    """The number of active latent dimensions over `images` (`latent_statistics`'s `activity` > `threshold`)."""
+    return int(np.sum(latent_statistics(vae, images, labels)["activity"] > threshold))
 
 
 def evaluate(vae, images, log_likelihood_samples=1000, seed=0, labels=None):
@@ -50,9 +60,9 @@ def evaluate(vae, images, log_likelihood_samples=1000, seed=0, labels=None):
     = 0 skips the importance-sampled estimate, the long stage, which shows a
     progress bar in a terminal and a log line elsewhere.
     """
-    labels = labels if vae.conditional else None
-    if vae.conditional and labels is None:
-        raise ValueError("This model is conditional: evaluate it on labelled data (images and their labels).")
+    labels = vae.labels_used(labels)
+    if vae.num_classes and labels is None:
+        raise ValueError("This model is conditional: evaluate it on labeled data (images and their labels).")
     terms = vae.elbo_terms(images, seed=seed, labels=labels)
     metrics = {name: float(np.mean(values)) for name, values in terms.items()}
     if log_likelihood_samples:
@@ -73,19 +83,19 @@ def evaluate(vae, images, log_likelihood_samples=1000, seed=0, labels=None):
 def completion_metrics(vae, images, observed, pixel_means, method="importance", num_samples=1000, seed=0, labels=None):
     """(metrics, completed images) for completing the missing pixels of `images` (which hold the truth).
 
-    Metrics: the model's `conditional_log_likelihood` of the missing pixels (nats per image) and,
+    Metrics: the model's `completion_log_likelihood` of the missing pixels (nats per image) and,
     beside the same figures for a baseline that predicts every missing pixel by the training
     data's `pixel_means`: for Bernoulli data the thresholded completion's `accuracy` and the
     baseline's log-likelihood, for Gaussian data the `mean_squared_error`.
     """
-    labels = labels if vae.conditional else None
+    labels = vae.labels_used(labels)
     completed = vae.complete(images, observed, method=method, num_samples=num_samples, seed=seed, labels=labels).numpy()
     missing = 1.0 - np.broadcast_to(np.asarray(observed, np.float32), images.shape)
     baseline = np.broadcast_to(np.asarray(pixel_means, np.float32), images.shape)
     metrics = {
         "method": method, "num_samples": num_samples, "num_examples": len(images),
         "missing_pixels_per_image": float(missing.sum() / len(images)),
-        "conditional_log_likelihood": float(np.mean(vae.conditional_log_likelihood(
+        "completion_log_likelihood": float(np.mean(vae.completion_log_likelihood(
             images, observed, num_samples=num_samples, seed=seed, labels=labels))),
     }
     if vae.data_support == (0.0, 1.0) and np.isin(images, (0.0, 1.0)).all():

@@ -7,7 +7,7 @@ Signatures (all return dicts of float32 tensors, batch dimension None):
   sample: count, seed -> images (the same seed gives the same images)
   elbo:   images -> elbo, reconstruction, kl (nats; noise from a fixed seed, so answers repeat)
   complete: images, observed (1 where known), seed -> completion (importance sampling, 1000 samples)
-Conditional models add `labels` (int32, one per example) to every input but
+Models of labels add `labels` (int32, one per example) to every input but
 `sample`, which takes labels, seed -> one image per label; semi-supervised
 models add classify: images -> probabilities (q(y|x), one column per class);
 M1+M2 (`StackedSemiSupervisedVAE`) serves its M1's signatures and classify.
@@ -25,7 +25,8 @@ import tensorflow as tf
 
 from tfvae import completion, run_directory
 from tfvae._version import __version__
-from tfvae.distributions import BernoulliLikelihood
+from tfvae.distributions import point
+from tfvae.likelihoods import BernoulliLikelihood
 
 logger = logging.getLogger("tfvae")
 
@@ -41,22 +42,21 @@ EXTRA_DIR = "assets.extra"  # TF Serving's folder for files that travel with a S
 def serving_functions(model):
     """{signature name: (function, input specs)} for `model`: the single definition of what is served.
 
-    Conditional models take `labels` (int32, one per example) wherever their
+    Models of labels take `labels` (int32, one per example) wherever their
     networks need them; their `sample` draws one image per label.
     Semi-supervised models add `classify`; M1+M2 serves its M1's image signatures beside it.
     """
     vae = model.image_model()
     image_spec = tf.TensorSpec((None, *vae.image_shape), tf.float32, name="images")
     latent_spec = tf.TensorSpec((None, vae.latent_dim), tf.float32, name="z")
-    label_specs = [tf.TensorSpec((None,), tf.int32, name="labels")] if vae.conditional else []
-    bernoulli = isinstance(vae.decoder.likelihood, BernoulliLikelihood)
+    label_specs = [tf.TensorSpec((None,), tf.int32, name="labels")] * bool(vae.num_classes)
 
     def reconstruct(images, *labels):
-        return {"reconstruction": vae._decoder_for(*labels)(vae._posterior(images, *labels).mean()).mean()}
+        return {"reconstruction": vae._reconstruction(images, *labels)}
 
     def encode(images, *labels):
         posterior = vae._posterior(images, *labels)
-        return {"loc": posterior.mean(), "scale": posterior.stddev()}
+        return {"loc": point(posterior), "scale": vae.encoder.posterior.marginals(posterior).stddev()}
 
     def decode(z, *labels):
         likelihood = vae._decoder_for(*labels)(z)
@@ -69,25 +69,26 @@ def serving_functions(model):
         terms = vae.objective_terms(images, tf.constant(SERVING_ELBO_SEED, tf.int32), *labels)
         return {key: terms[key] for key in ("elbo", "reconstruction", "kl")}
 
+    def sample(count_or_labels, seed):
+        labels = count_or_labels if vae.num_classes else None
+        count = tf.size(labels) if vae.num_classes else count_or_labels
+        return {"images": vae.sample(count, seed=seed, labels=labels)}
+
+    bernoulli = isinstance(vae.decoder.likelihood, BernoulliLikelihood)
     scalar = lambda name: tf.TensorSpec((), tf.int32, name=name)
-    if vae.conditional:
-        sample = (lambda labels, seed: {"images": vae.sample(tf.size(labels), seed=seed, labels=labels)},
-                  [*label_specs, scalar("seed")])
-    else:
-        sample = (lambda count, seed: {"images": vae.sample(count, seed=seed)}, [scalar("count"), scalar("seed")])
     functions = {
         "serving_default": (reconstruct, [image_spec, *label_specs]),
         "reconstruct": (reconstruct, [image_spec, *label_specs]),
         "encode": (encode, [image_spec, *label_specs]),
         "decode": (decode, [latent_spec, *label_specs]),
-        "sample": sample,
+        "sample": (sample, [*(label_specs or [scalar("count")]), scalar("seed")]),
         "elbo": (elbo, [image_spec, *label_specs]),
     }
     completion_chunk = vae._chunk_size(SERVING_COMPLETION_SAMPLES, 100)
 
     def complete(images, observed, seed, *labels):
         mean, _ = completion.importance(
-            images, observed, lambda x: vae._posterior(x, *labels), vae._decoder_for(*labels), vae.prior(),
+            images, observed, lambda x: vae._posterior(x, *labels), vae._decoder_for(*labels), vae.prior_distribution(),
             tf.stack([seed, 0]), SERVING_COMPLETION_SAMPLES, completion_chunk, marks_missing=vae.missing_data,
         )
         return {"completion": mean}
@@ -148,8 +149,9 @@ def export_saved_model(vae, export_dir, version=None, run_config=None, dataset=N
 
 
 def _write_saved_model(model, path, run_config, dataset):
+    # The endpoints capture the variables they use; `track` is left out because its walk for lookup tables
+    # traces Keras's default signature of every sub-model, which models of labels cannot answer without labels.
     archive = keras.export.ExportArchive()
-    archive.track(model)
     signatures = serving_functions(model)
     for name, (fn, specs) in signatures.items():
         archive.add_endpoint(name, tf.function(fn), input_signature=specs)
@@ -162,6 +164,8 @@ def _write_saved_model(model, path, run_config, dataset):
         "image_shape": list(vae.image_shape),
         "latent_dim": vae.latent_dim,
         "likelihood": type(vae.decoder.likelihood).__name__,
+        "prior": type(vae.prior).__name__,
+        "posterior": type(vae.encoder.posterior).__name__,
         "objective": vae.objective,
         "gradient_estimator": vae.gradient_estimator,
         "num_samples": vae.num_samples,

@@ -33,29 +33,36 @@ def save_png(array, path):
     return path
 
 
-def save_samples(vae, path, n=64, seed=0, label=None):
-    """A grid of `n` images generated from the prior (likelihood means).
+def sample_grid(vae, n=64, seed=0, label=None):
+    """A grid (uint8 array) of `n` images generated from the prior (likelihood means).
 
-    A conditional model shows one row per class (n rounded to whole rows),
-    or `n` images of one class with `label`.
+    A model of labels shows one row per class (n rounded to whole rows), or `n`
+    images of one class with `label`.
     """
-    if not vae.conditional:
-        if label is not None:
-            raise ValueError("This model is unconditional and takes no label. Train --model conditional to generate by class.")
-        return save_png(grid(vae.sample(n, seed=seed).numpy()), path)
-    if label is not None:
-        return save_png(grid(vae.sample(n, seed=seed, labels=label).numpy()), path)
+    if label is not None or not vae.num_classes:
+        return grid(vae.sample(n, seed=seed, labels=label).numpy())
     columns = max(1, n // vae.num_classes)
     labels = np.repeat(np.arange(vae.num_classes), columns)
-    return save_png(grid(vae.sample(len(labels), seed=seed, labels=labels).numpy(), columns=columns), path)
+    return grid(vae.sample(len(labels), seed=seed, labels=labels).numpy(), columns=columns)
+
+
+def save_samples(vae, path, n=64, seed=0, label=None):
+    """`sample_grid` as a PNG file."""
+    return save_png(sample_grid(vae, n, seed, label), path)
+
+
+def reconstruction_grid(vae, images, labels=None):
+    """A grid (uint8 array): inputs in odd columns, their reconstructions beside them (given labels where the
+    model takes them)."""
+    images = np.asarray(images, np.float32)
+    reconstructions = vae.reconstruct(images, vae.labels_used(labels)).numpy()
+    pairs = np.stack([images, reconstructions], axis=1).reshape(-1, *images.shape[1:])
+    return grid(pairs, columns=2 * math.ceil(math.sqrt(len(images))))
 
 
 def save_reconstructions(vae, images, path, labels=None):
-    """Inputs in odd columns, their reconstructions beside them in even columns (given labels for conditional models)."""
-    images = np.asarray(images, np.float32)
-    reconstructions = vae.reconstruct(images, labels if vae.conditional else None).numpy()
-    pairs = np.stack([images, reconstructions], axis=1).reshape(-1, *images.shape[1:])
-    return save_png(grid(pairs, columns=2 * math.ceil(math.sqrt(len(images)))), path)
+    """`reconstruction_grid` as a PNG file."""
+    return save_png(reconstruction_grid(vae, images, labels), path)
 
 
 def save_completions(path, images, observed, completed, drawn=None):

@@ -1,8 +1,16 @@
-"""The names users choose models, objectives and gradient estimators by (pure Python, for the command line).
+"""The names users choose parts and methods by (pure Python, for the command line and run configurations).
 
-Estimators are named as `tfp.vi.GradientEstimators` names them; `tfvae.objectives`
-holds what each one computes.
+Parts (models, priors, posteriors, likelihoods, architectures) come from `tfvae.registry`, their one list;
+estimators are named as `tfp.vi.GradientEstimators` names them, and `tfvae.objectives` holds what each computes.
 """
+
+from tfvae import registry
+
+MODELS = tuple(registry.MODELS)
+PRIORS = tuple(registry.PRIORS)
+POSTERIORS = tuple(registry.POSTERIORS)
+LIKELIHOODS = tuple(registry.LIKELIHOODS)
+ARCHITECTURES = tuple(registry.ARCHITECTURES)
 
 GRADIENT_ESTIMATORS = ("reparameterization", "score_function", "doubly_reparameterized", "vimco")
 
@@ -12,14 +20,11 @@ OBJECTIVES = {
     "iwae": ("reparameterization", "score_function", "doubly_reparameterized", "vimco"),
 }
 
-# The models `tfvae train --model` builds: what each one learns from labels.
-MODELS = {
-    "vae": "VAE: p(x), no labels",
-    "conditional": "ConditionalVAE: p(x|y), every example labelled",
-    "semi-supervised": "SemiSupervisedVAE (M2): p(x|y) and q(y|x) from a few labels (--labeled-examples)",
-}
+# How KL(q || p) is computed: in closed form where TensorFlow Probability has it for the pair, else by Monte
+# Carlo ("auto"); or always one way.
+KL_ESTIMATORS = ("auto", "analytic", "monte_carlo")
 
-# How M2 adds labelled and unlabelled bounds (`SemiSupervisedVAE(bound_weighting=...)`).
+# How M2 adds labeled and unlabeled bounds (`SemiSupervisedVAE(bound_weighting=...)`).
 BOUND_WEIGHTINGS = ("data", "batch")
 
 # How `VAE.complete` fills in missing pixels (tfvae.completion).
@@ -27,3 +32,26 @@ COMPLETION_METHODS = ("importance", "pseudo_gibbs", "metropolis_within_gibbs")
 
 # The masks `tfvae.masks.make` builds by name (P a probability, N a count of quadrants).
 MASKS = ("top_half", "bottom_half", "left_half", "right_half", "center", "random:P", "quadrants:N")
+
+
+def check_choice(name, value, choices):
+    """Returns `value` if it is one of `choices`; otherwise raises ValueError naming them."""
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}. Expected one of {', '.join(map(str, choices))}.")
+    return value
+
+
+def check_objective(objective, gradient_estimator, num_samples):
+    """Returns (objective, gradient_estimator) if the estimator applies to the objective with `num_samples` draws."""
+    check_choice("objective", objective, tuple(OBJECTIVES))
+    check_choice("gradient_estimator", gradient_estimator, GRADIENT_ESTIMATORS)
+    if gradient_estimator not in OBJECTIVES[objective]:
+        raise ValueError(
+            f"The gradient_estimator {gradient_estimator!r} does not apply to objective={objective!r}. "
+            f"Expected one of {', '.join(OBJECTIVES[objective])}, or objective='iwae'."
+        )
+    if gradient_estimator == "vimco" and num_samples < 2:
+        raise ValueError(
+            f"The 'vimco' estimator needs num_samples >= 2 (leave-one-out baselines). Received: num_samples={num_samples}"
+        )
+    return objective, gradient_estimator

@@ -3,7 +3,8 @@
 An `Encoder` maps images (B, H, W, C) to q(z|x); a `Decoder` maps latent codes
 (..., latent_dim) to p(x|z) over images; a `Classifier` maps images to q(y|x).
 Each wraps a plain Keras `body` (MLP or convolutional) and a distribution head
-from `tfvae.distributions`, so new architectures only need a new body. With
+(`tfvae.posteriors`, `tfvae.likelihoods`), so a new architecture only needs a new
+body and a new distribution only a new head. With
 `num_classes` > 0 the encoder and decoder are conditional: the one-hot label
 joins the decoder's input (z ⊕ y) and the encoder's first dense layer's input,
 giving q(z|x, y) and p(x|z, y). With `missing_data`, the encoder takes images whose
@@ -11,14 +12,17 @@ missing pixels are NaN and gives its body the zero-filled image and the observed
 mask side by side (2C channels), as MIWAE's encoder sees them (Mattei & Frellsen 2019).
 """
 
+import collections
 import math
 
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.distributions import GaussianPosterior, make_likelihood
+from tfvae import registry
+from tfvae.likelihoods import make_likelihood
 from tfvae.limits import MAX_CLASSES, MAX_LATENT_DIM, check_count
+from tfvae.posteriors import DiagonalGaussian, make_posterior
 
 tfd = tfp.distributions
 
@@ -76,23 +80,27 @@ class _Network(keras.Model):
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class Encoder(_Network):
-    """Images (B, H, W, C) -> q(z|x) = MultivariateNormalDiag over `latent_dim`.
+    """Images (B, H, W, C) -> q(z|x) over `latent_dim`, the distribution the `posterior` head makes.
 
+    The body's features are projected (`to_params`, float32) to the head's raw
+    parameters; the head defaults to `tfvae.posteriors.DiagonalGaussian()`.
     With `num_classes` > 0, `call(images, labels)` gives q(z|x, y); the body
     then takes [images, one-hot labels (B, num_classes)]. With `missing_data`,
     NaN marks a missing pixel and the body takes (B, H, W, 2C): the zero-filled
     image and its 0/1 observed mask.
     """
 
-    def __init__(self, image_shape, latent_dim, body, num_classes=0, missing_data=False, **kwargs):
+    nested = ("body", "posterior")
+
+    def __init__(self, image_shape, latent_dim, body, posterior=None, num_classes=0, missing_data=False, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = check_image_shape(image_shape)
         self.latent_dim = check_latent_dim(latent_dim)
         self.num_classes = check_num_classes(num_classes)
         self.missing_data = bool(missing_data)
         self.body = body
-        self.to_params = keras.layers.Dense(2 * latent_dim, dtype="float32", name="to_params")
-        self.posterior = GaussianPosterior(name="posterior")
+        self.posterior = DiagonalGaussian(name="posterior") if posterior is None else posterior
+        self.to_params = keras.layers.Dense(self.posterior.params_size(latent_dim), dtype="float32", name="to_params")
         self.build((None, *self.image_shape))
 
     def _body_shape(self, input_shape):
@@ -104,7 +112,10 @@ class Encoder(_Network):
     def build(self, input_shape):
         if not self.body.built:
             self.body.build(self._body_shape(input_shape))
-        self.to_params.build(self.body.compute_output_shape(self._body_shape(input_shape)))
+        features_shape = self.body.compute_output_shape(self._body_shape(input_shape))
+        self.to_params.build(features_shape)
+        if not self.posterior.built:
+            self.posterior.build(self.to_params.compute_output_shape(features_shape))
         self.built = True
 
     def call(self, images, labels=None):
@@ -241,11 +252,19 @@ def _with_mask_channels(input_shape, missing_data):
     return (height, width, 2 * channels if missing_data else channels)
 
 
-def mlp_encoder(input_shape, latent_dim, hidden_units=(400,), activation="relu", num_classes=0, missing_data=False):
-    """Fully connected encoder: flatten, `hidden_units` dense layers, Gaussian head (q(z|x, y) with `num_classes`)."""
+def _posterior_head(posterior):
+    """A posterior head from its registered name (`tfvae.registry.POSTERIORS`), or the head itself."""
+    return make_posterior(posterior, name="posterior") if isinstance(posterior, str) else posterior
+
+
+def mlp_encoder(input_shape, latent_dim, hidden_units=(400,), activation="relu", num_classes=0, missing_data=False,
+                posterior="diagonal"):
+    """Fully connected encoder: flatten, `hidden_units` dense layers, then the `posterior` head (a name in
+    `tfvae.registry.POSTERIORS` or a head; q(z|x, y) with `num_classes`)."""
     body = _mlp_body(_with_mask_channels(input_shape, missing_data), hidden_units, activation,
                      check_num_classes(num_classes), "mlp_encoder_body")
-    return Encoder(input_shape, latent_dim, body, num_classes=num_classes, missing_data=missing_data, name="encoder")
+    return Encoder(input_shape, latent_dim, body, _posterior_head(posterior), num_classes=num_classes,
+                   missing_data=missing_data, name="encoder")
 
 
 def mlp_classifier(input_shape, num_classes, hidden_units=(400,), activation="relu"):
@@ -286,11 +305,12 @@ def mlp_decoder(
 
 
 def conv_encoder(input_shape, latent_dim, filters=(32, 64), kernel_size=3, hidden_units=(256,), num_classes=0,
-                 missing_data=False):
-    """Convolutional encoder: stride-2 convolutions, then dense layers, Gaussian head (q(z|x, y) with `num_classes`)."""
+                 missing_data=False, posterior="diagonal"):
+    """Convolutional encoder: stride-2 convolutions, dense layers, then the `posterior` head (q(z|x, y) with `num_classes`)."""
     body = _conv_body(_with_mask_channels(input_shape, missing_data), filters, kernel_size, hidden_units,
                       check_num_classes(num_classes), "conv_encoder_body")
-    return Encoder(input_shape, latent_dim, body, num_classes=num_classes, missing_data=missing_data, name="encoder")
+    return Encoder(input_shape, latent_dim, body, _posterior_head(posterior), num_classes=num_classes,
+                   missing_data=missing_data, name="encoder")
 
 
 def conv_classifier(input_shape, num_classes, filters=(32, 64), kernel_size=3, hidden_units=(256,)):
@@ -345,31 +365,29 @@ def conv_decoder(
     return Decoder(output_shape, latent_dim, body, head, num_classes=num_classes, name="decoder")
 
 
-ARCHITECTURES = {
-    "mlp": (mlp_encoder, mlp_decoder, mlp_classifier),
-    "conv": (conv_encoder, conv_decoder, conv_classifier),
-}
+Architecture = collections.namedtuple("Architecture", ["encoder", "decoder", "classifier"])
+
+# The builders of each architecture `tfvae.registry.ARCHITECTURES` names.
+MLP = Architecture(mlp_encoder, mlp_decoder, mlp_classifier)
+CONV = Architecture(conv_encoder, conv_decoder, conv_classifier)
 
 
 def networks_for(architecture):
-    """Returns the (encoder, decoder, classifier) builders registered as `architecture`."""
-    if architecture not in ARCHITECTURES:
-        raise ValueError(
-            f"Unknown architecture {architecture!r}. Expected one of {sorted(ARCHITECTURES)}."
-        )
-    return ARCHITECTURES[architecture]
+    """The (encoder, decoder, classifier) builders registered as `architecture` (`tfvae.registry.ARCHITECTURES`)."""
+    return registry.lookup("architecture", architecture)
 
 
 def image_networks(input_shape, latent_dim, architecture="mlp", likelihood="bernoulli", gaussian_scale=0.1, num_classes=0,
-                   missing_data=False):
+                   missing_data=False, posterior="diagonal"):
     """(encoder, decoder) of `architecture` for images of `input_shape`, conditioned on `num_classes` classes if > 0.
 
     `gaussian_scale` (a float σ, or "learned") applies to `likelihood="gaussian"` only; with
-    `missing_data` the encoder takes images whose missing pixels are NaN.
+    `missing_data` the encoder takes images whose missing pixels are NaN; `posterior` names the
+    encoder's head (`tfvae.registry.POSTERIORS`) or is one.
     """
     make_encoder, make_decoder, _ = networks_for(architecture)
     likelihood_options = {"scale": gaussian_scale} if likelihood == "gaussian" else {}
     return (
-        make_encoder(input_shape, latent_dim, num_classes=num_classes, missing_data=missing_data),
+        make_encoder(input_shape, latent_dim, num_classes=num_classes, missing_data=missing_data, posterior=posterior),
         make_decoder(input_shape, latent_dim, likelihood=likelihood, num_classes=num_classes, **likelihood_options),
     )

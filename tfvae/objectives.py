@@ -12,9 +12,10 @@ the bound's gradient is estimated; each returns a surrogate "loss" whose value i
                             for "elbo" (Roeder et al. 2017);
   "vimco"                   "iwae" with per-sample leave-one-out baselines (Mnih & Rezende 2016).
 
-Every function takes the posterior q(z|x) (a `tfd` distribution with batch shape (B,)),
-`decode` (z -> p(x|z)), the prior, an int32 stateless `seed` of shape [2], and returns
-per-example values in nats. With an `observed` mask (1 where a pixel is known) the
+Every function takes the posterior q(z|x) (any `tfd` distribution with batch shape (B,)),
+`decode` (z -> p(x|z)), the prior (any `tfd` distribution over z), an int32 stateless `seed`
+of shape [2], and returns per-example values in nats; what they ask of the distributions
+(draws, a stopped copy, KL) is answered by `tfvae.distributions` for every kind. With an `observed` mask (1 where a pixel is known) the
 likelihood counts the observed pixels only, so images with missing pixels give bounds
 on log p(x_o) (as in MIWAE, Mattei & Frellsen 2019). Models pass their networks in, so conditional models
 (which decode with labels) share every line here.
@@ -25,25 +26,10 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.distributions import RANDOM_ALGORITHM, image_log_prob, reparameterized_sample
-from tfvae.names import GRADIENT_ESTIMATORS, OBJECTIVES
+from tfvae import names
+from tfvae.distributions import RANDOM_ALGORITHM, image_log_prob, kl_divergence, sample, stopped
 
 tfd = tfp.distributions
-
-
-def analytic_kl(posterior, prior, z):
-    """KL(q || p) in closed form (registered by TFP for Gaussian pairs)."""
-    del z
-    return tfd.kl_divergence(posterior, prior)
-
-
-def monte_carlo_kl(posterior, prior, z):
-    """KL(q || p) estimated from the same samples z ~ q used for reconstruction."""
-    return tf.reduce_mean(posterior.log_prob(z) - prior.log_prob(z), axis=0)
-
-
-KL_ESTIMATORS = {"analytic": analytic_kl, "monte_carlo": monte_carlo_kl}
-
 
 # Estimators that differentiate through z = μ + σ·ε and so need a reparameterizable posterior.
 PATHWISE = ("reparameterization", "doubly_reparameterized")
@@ -52,30 +38,11 @@ PATHWISE = ("reparameterization", "doubly_reparameterized")
 BASELINE_UPDATE = 0.1
 
 
-def check_kl(kl):
-    if kl not in KL_ESTIMATORS:
-        raise ValueError(f"Unknown kl {kl!r}. Expected one of {sorted(KL_ESTIMATORS)}.")
-    return kl
-
-
 def check_objective(objective, gradient_estimator, num_samples):
     """Returns (objective, estimator name), accepting `tfp.vi.GradientEstimators` members too; raises on bad pairs."""
     if isinstance(gradient_estimator, tfp.vi.GradientEstimators):
         gradient_estimator = gradient_estimator.name.lower()
-    if objective not in OBJECTIVES:
-        raise ValueError(f"Unknown objective {objective!r}. Expected one of {sorted(OBJECTIVES)}.")
-    if gradient_estimator not in GRADIENT_ESTIMATORS:
-        raise ValueError(
-            f"Unknown gradient_estimator {gradient_estimator!r}. Expected one of {', '.join(GRADIENT_ESTIMATORS)}."
-        )
-    if gradient_estimator not in OBJECTIVES[objective]:
-        raise ValueError(
-            f"The gradient_estimator {gradient_estimator!r} does not apply to objective={objective!r}. "
-            f"Expected one of {', '.join(OBJECTIVES[objective])}, or objective='iwae'."
-        )
-    if gradient_estimator == "vimco" and num_samples < 2:
-        raise ValueError(f"The 'vimco' estimator needs num_samples >= 2 (leave-one-out baselines). Received: num_samples={num_samples}")
-    return objective, gradient_estimator
+    return names.check_objective(objective, gradient_estimator, num_samples)
 
 
 def check_reparameterizable(posterior, gradient_estimator):
@@ -87,13 +54,6 @@ def check_reparameterizable(posterior, gradient_estimator):
             "gradient_estimator='score_function' (or 'vimco' with objective='iwae'), or an encoder "
             "returning a reparameterizable distribution such as tfd.MultivariateNormalDiag."
         )
-
-
-def stopped(posterior):
-    """q with its parameters held constant: log q(z) then passes gradients through z only."""
-    if isinstance(posterior, tfd.MultivariateNormalDiag):
-        return tfd.MultivariateNormalDiag(tf.stop_gradient(posterior.loc), tf.stop_gradient(posterior.scale.diag_part()))
-    return type(posterior)(**tf.nest.map_structure(tf.stop_gradient, posterior.parameters))
 
 
 def _log_mean_exp(values, axis=0):
@@ -123,7 +83,7 @@ def bound_terms(
 
       loss           the surrogate to minimize: value −bound (with β), gradient the estimator's;
       reconstruction −(1/K) Σ_k log p(x|z_k), summed over pixels;
-      kl             KL(q(z|x) || p(z)), analytic or Monte-Carlo;
+      kl             KL(q(z|x) || p(z)): `kl` "analytic" (closed form) or "monte_carlo" (over the bound's draws);
       elbo           −(reconstruction + kl), whatever the objective, for comparison;
       bound          the objective's value (the ELBO, or the IWAE bound with K = num_samples);
       signal         (score-function estimators) the learning signal the baseline tracks.
@@ -132,7 +92,7 @@ def bound_terms(
     (β = 1 is the bound itself; `bound` and `elbo` always use β = 1).
     """
     beta = tf.cast(beta, tf.float32)
-    z = reparameterized_sample(posterior, num_samples, seed)  # (K, B, latent)
+    z = sample(posterior, num_samples, seed)  # (K, B, latent)
     if gradient_estimator not in PATHWISE:
         z = tf.stop_gradient(z)
     if gradient_estimator == "doubly_reparameterized" and objective == "iwae":
@@ -140,7 +100,7 @@ def bound_terms(
     else:
         log_likelihood = image_log_prob(decode(z), images, observed)  # (K, B)
     log_prior, log_posterior = prior.log_prob(z), posterior.log_prob(z)
-    kl_term = KL_ESTIMATORS[kl](posterior, prior, z)
+    kl_term = kl_divergence(posterior, prior, z, kl)
     reconstruction = -tf.reduce_mean(log_likelihood, axis=0)
     elbo = -(reconstruction + kl_term)
     log_weights = log_likelihood + beta * (log_prior - log_posterior)  # (K, B); with gradients of every kind
@@ -210,19 +170,19 @@ def semi_supervised_terms(per_class, class_posterior, labels, alpha, labeled_fra
     """Model M2's per-example terms (Kingma et al. 2014) from the conditional bound of every (class, example) pair.
 
     `per_class` holds `bound_terms` outputs of shape (C, B) for example b given class c;
-    `class_posterior` is q(y|x) with batch shape (B,); `labels` (B,) has −1 for unlabelled examples.
-      labelled:   L(x, y) = bound(x | y) + log p(y), and α-weighted −log q(y|x);
-      unlabelled: U(x) = Σ_y q(y|x) L(x, y) + H(q(y|x)), the sum over classes taken exactly.
+    `class_posterior` is q(y|x) with batch shape (B,); `labels` (B,) has −1 for unlabeled examples.
+      labeled:   L(x, y) = bound(x | y) + log p(y), and α-weighted −log q(y|x);
+      unlabeled: U(x) = Σ_y q(y|x) L(x, y) + H(q(y|x)), the sum over classes taken exactly.
     "kl" includes the label's part (−log p(y), or KL(q(y|x) || p(y))), so elbo = −(reconstruction + kl).
-    In training, bounds are weighted so that any mix of labelled and unlabelled examples in a batch
+    In training, bounds are weighted so that any mix of labeled and unlabeled examples in a batch
     estimates the data set's mean bound given its `labeled_fraction` (None: unweighted, as in
     evaluation); the classification term is α times
-    the batch's mean −log q(y|x) over labelled examples, i.e. α·N/N_l per labelled example.
+    the batch's mean −log q(y|x) over labeled examples, i.e. α·N/N_l per labeled example.
     """
     num_classes = per_class["loss"].shape[0]
     log_prior_y = -math.log(num_classes)  # p(y) uniform
-    labelled = labels >= 0
-    safe_labels = tf.where(labelled, tf.cast(labels, tf.int32), 0)
+    labeled = labels >= 0
+    safe_labels = tf.where(labeled, tf.cast(labels, tf.int32), 0)
     probs = tf.transpose(class_posterior.probs_parameter())  # (C, B)
     entropy = class_posterior.entropy()
 
@@ -232,23 +192,23 @@ def semi_supervised_terms(per_class, class_posterior, labels, alpha, labeled_fra
     def expected(values):
         return tf.reduce_sum(probs * values, axis=0)
 
-    def either(labelled_value, unlabelled_value):
-        return tf.where(labelled, labelled_value, unlabelled_value)
+    def either(labeled_value, unlabeled_value):
+        return tf.where(labeled, labeled_value, unlabeled_value)
 
     reconstruction = either(given_label(per_class["reconstruction"]), expected(per_class["reconstruction"]))
     kl = either(given_label(per_class["kl"]) - log_prior_y, expected(per_class["kl"]) - entropy - log_prior_y)
     bound_loss = either(given_label(per_class["loss"]), expected(per_class["loss"]) - entropy) - log_prior_y
 
-    mask = tf.cast(labelled, tf.float32)
+    mask = tf.cast(labeled, tf.float32)
     batch = tf.cast(tf.size(labels), tf.float32)
-    num_labelled = tf.reduce_sum(mask)
+    num_labeled = tf.reduce_sum(mask)
     if labeled_fraction is not None:
-        labelled_weight = labeled_fraction * batch / tf.maximum(num_labelled, 1.0)
-        unlabelled_weight = (1.0 - labeled_fraction) * batch / tf.maximum(batch - num_labelled, 1.0)
-        bound_loss = (mask * labelled_weight + (1 - mask) * unlabelled_weight) * bound_loss
+        labeled_weight = labeled_fraction * batch / tf.maximum(num_labeled, 1.0)
+        unlabeled_weight = (1.0 - labeled_fraction) * batch / tf.maximum(batch - num_labeled, 1.0)
+        bound_loss = (mask * labeled_weight + (1 - mask) * unlabeled_weight) * bound_loss
     classification = -class_posterior.log_prob(safe_labels)
     loss = bound_loss + (
-        alpha * batch / tf.maximum(num_labelled, 1.0) * mask * classification
+        alpha * batch / tf.maximum(num_labeled, 1.0) * mask * classification
     )
     correct = tf.cast(tf.equal(tf.cast(tf.argmax(probs, axis=0), tf.int32), safe_labels), tf.float32)
     terms = {
@@ -282,7 +242,7 @@ def iwae_bound(images, posterior, decode, prior, seed, num_samples, chunk_size, 
     running_sum = tf.zeros(batch_shape)
     for chunk in tf.range(num_chunks):
         chunk_seed = tf.random.experimental.stateless_fold_in(seed, chunk, alg=RANDOM_ALGORITHM)
-        z = reparameterized_sample(posterior, chunk_size, chunk_seed)  # (chunk, B, latent)
+        z = sample(posterior, chunk_size, chunk_seed)  # (chunk, B, latent)
         log_weights = image_log_prob(decode(z), images, observed) + prior.log_prob(z) - posterior.log_prob(z)  # (chunk, B)
         index = chunk * chunk_size + tf.range(chunk_size)
         log_weights = tf.where((index < num_samples)[:, None], log_weights, -float("inf"))

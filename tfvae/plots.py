@@ -8,6 +8,9 @@ import pathlib
 
 import numpy as np
 
+# Draws of the prior behind the manifold's quantiles: the 5% quantile of N(0, 1) within 0.01.
+PRIOR_DRAWS = 100_000
+
 
 def _pyplot():
     import matplotlib
@@ -63,22 +66,22 @@ def _tiles(images, rows, columns):
     return picture[..., 0] if picture.shape[-1] == 1 else picture
 
 
-def _encode_means(vae, images, labels):
-    from tfvae.evaluation import posterior_moments
+def _codes(vae, images, labels):
+    from tfvae.evaluation import latent_summary
 
-    return posterior_moments(vae, images, labels)[0]
+    return latent_summary(vae, images, labels)[0]
 
 
-def leading_plane(means):
+def leading_plane(codes):
     """(centre, 2 x latent_dim orthonormal basis): the identity plane for 2-d latents, else the two leading
-    principal directions of the posterior means."""
-    latent_dim = means.shape[1]
+    principal directions of the posterior point codes `codes`."""
+    latent_dim = codes.shape[1]
     if latent_dim == 1:
         return np.zeros(1), np.eye(1)
     if latent_dim == 2:
         return np.zeros(2), np.eye(2)
-    centre = means.mean(axis=0)
-    _, _, directions = np.linalg.svd(means - centre, full_matrices=False)
+    centre = codes.mean(axis=0)
+    _, _, directions = np.linalg.svd(codes - centre, full_matrices=False)
     return centre, directions[:2]
 
 
@@ -89,16 +92,16 @@ def _plane_note(latent_dim):
 def latent_space(vae, images, labels=None, class_names=None, colour_by=None):
     """Posterior means of `images`, coloured by `labels` (or by `colour_by`, e.g. predicted classes)."""
     plt = _pyplot()
-    means = _encode_means(vae, images, labels)
-    centre, basis = leading_plane(means)
-    points = (means - centre) @ basis.T
+    codes = _codes(vae, images, labels)
+    centre, basis = leading_plane(codes)
+    points = (codes - centre) @ basis.T
     colours = labels if colour_by is None else colour_by
     figure, axes = plt.subplots(figsize=(7.5, 6))
     if points.shape[1] == 1:
         points = np.concatenate([points, np.zeros_like(points)], axis=1)
     if colours is None:
         axes.scatter(points[:, 0], points[:, 1], s=4, alpha=0.6, color="tab:blue")
-        title = "Posterior means of held-out images (no labels: one colour)"
+        title = "Posterior codes of held-out images (no labels: one colour)"
     else:
         scatter = axes.scatter(points[:, 0], points[:, 1], c=colours, s=4, alpha=0.7, cmap="tab10",
                                vmin=-0.5, vmax=9.5 if int(np.max(colours)) < 10 else None)
@@ -106,42 +109,47 @@ def latent_space(vae, images, labels=None, class_names=None, colour_by=None):
         names = [class_names[c] if class_names is not None and c < len(class_names) else str(c) for c in classes]
         handles = [plt.Line2D([], [], marker="o", linestyle="", color=scatter.cmap(scatter.norm(c))) for c in classes]
         axes.legend(handles, names, fontsize=8, loc="best", markerscale=1.2)
-        title = "Posterior means of held-out images, coloured by " + ("class" if colour_by is None else "predicted class")
+        title = "Posterior codes of held-out images, coloured by " + ("class" if colour_by is None else "predicted class")
     axes.set_title(title + _plane_note(vae.latent_dim), fontsize=10)
     axes.set_xlabel("z₁" if vae.latent_dim <= 2 else "first principal direction")
     axes.set_ylabel("z₂" if vae.latent_dim <= 2 else "second principal direction")
     return figure
 
 
-def manifold_grid(size=20, low=0.05, high=0.95):
-    """Latent coordinates at Gaussian quantiles (Kingma & Welling's figure 4): norm.ppf of an even grid in (0, 1)."""
-    from scipy.stats import norm
+def manifold_grid(vae, centre, basis, size=20, low=0.05, high=0.95, seed=0):
+    """(size, axes) coordinates along each direction of the plane (centre, basis) at the model's own prior's
+    quantiles from `low` to `high`, from `PRIOR_DRAWS` fixed-seed draws of p(z) projected on it (Kingma &
+    Welling's figure 4 takes N(0, 1)'s quantiles, which these are for the standard normal prior)."""
+    import tensorflow as tf
 
-    return norm.ppf(np.linspace(low, high, size))
+    from tfvae.distributions import sample
+
+    draws = sample(vae.prior_distribution(), PRIOR_DRAWS, tf.constant([seed, 0], tf.int32)).numpy()
+    return np.quantile((draws - centre) @ basis.T, np.linspace(low, high, size), axis=0)
 
 
 def manifold(vae, images, labels=None, size=20, label=None):
-    """Decoder means over a grid of the latent plane at Gaussian quantiles; conditional models take `label`."""
+    """Decoder means over a grid of the latent plane at the prior's quantiles; a model of labels takes `label`."""
     plt = _pyplot()
-    means = _encode_means(vae, images, labels)
-    centre, basis = leading_plane(means)
-    values = manifold_grid(size)
+    centre, basis = leading_plane(_codes(vae, images, labels))
+    values = manifold_grid(vae, centre, basis, size)  # (size, 1 or 2)
     if vae.latent_dim == 1:
-        codes = values[:, None]
+        codes = centre + values
         rows, columns = 1, size
+        row_values = values[:1, 0]
     else:
-        first, second = np.meshgrid(values, values[::-1])  # second coordinate grows upwards
+        first, second = np.meshgrid(values[:, 0], values[::-1, 1])  # second coordinate grows upwards
         codes = centre + np.stack([first.ravel(), second.ravel()], axis=1) @ basis
         rows, columns = size, size
-    condition = [np.full(len(codes), 0 if label is None else label)] if vae.conditional else []
-    decoded = vae.decode(codes.astype(np.float32), *condition).mean().numpy()
+        row_values = values[:, 1]
+    decoded = vae.decode(codes.astype(np.float32), vae.labels_used(np.full(len(codes), label or 0))).mean().numpy()
     figure, axes = plt.subplots(figsize=(8, 8 * rows / columns + 0.6))
     axes.imshow(_tiles(decoded, rows, columns), cmap="gray", extent=(0, columns, 0, rows))
-    axes.set_xticks(np.arange(columns) + 0.5, [f"{v:.1f}" for v in values], fontsize=6)
-    axes.set_yticks(np.arange(rows) + 0.5, [f"{v:.1f}" for v in values][:rows], fontsize=6)
-    axes.set_xlabel("first coordinate (Gaussian quantiles 0.05 … 0.95)")
+    axes.set_xticks(np.arange(columns) + 0.5, [f"{v:.1f}" for v in values[:, 0]], fontsize=6)
+    axes.set_yticks(np.arange(rows) + 0.5, [f"{v:.1f}" for v in row_values], fontsize=6)
+    axes.set_xlabel("first coordinate (the prior's quantiles 0.05 … 0.95)")
     axes.set_ylabel("second coordinate")
-    class_note = f", class {0 if label is None else label}" if vae.conditional else ""
+    class_note = f", class {label or 0}" if vae.num_classes else ""
     axes.set_title(f"Learned manifold: decoder means over the latent plane{_plane_note(vae.latent_dim)}{class_note}",
                    fontsize=10)
     return figure
@@ -163,19 +171,19 @@ def interpolations(vae, images, labels=None, pairs=8, steps=10):
     """Rows of decoder means along spherical paths between the posterior means of pairs of images."""
     plt = _pyplot()
     count = min(pairs, len(images) // 2)
-    means = _encode_means(vae, images[: 2 * count], None if labels is None else labels[: 2 * count])
-    path = slerp(means[:count], means[count : 2 * count], steps).reshape(-1, vae.latent_dim)
-    condition = [np.repeat(labels[:count], steps)] if vae.conditional else []
-    decoded = vae.decode(path.astype(np.float32), *condition).mean().numpy()
+    codes = _codes(vae, images[: 2 * count], None if labels is None else labels[: 2 * count])
+    path = slerp(codes[:count], codes[count : 2 * count], steps).reshape(-1, vae.latent_dim)
+    path_labels = None if labels is None else vae.labels_used(np.repeat(labels[:count], steps))
+    decoded = vae.decode(path.astype(np.float32), path_labels).mean().numpy()
     figure, axes = plt.subplots(figsize=(steps * 0.8, count * 0.8 + 0.6))
     axes.imshow(_tiles(decoded, count, steps), cmap="gray")
     axes.set_axis_off()
-    axes.set_title("Spherical interpolation between the posterior means of image pairs (left → right)", fontsize=10)
+    axes.set_title("Spherical interpolation between the posterior codes of image pairs (left → right)", fontsize=10)
     return figure
 
 
 def kl_per_dimension(vae, images, labels=None, threshold=None):
-    """The held-out KL(q(z_d|x) || N(0, 1)) of each latent dimension, largest first, with the active-unit threshold."""
+    """The held-out KL(q(z_d|x) || p(z_d)) of each latent dimension, largest first, with the active-unit threshold."""
     from tfvae import evaluation
 
     plt = _pyplot()
@@ -188,7 +196,7 @@ def kl_per_dimension(vae, images, labels=None, threshold=None):
     figure, axes = plt.subplots(figsize=(max(6, 0.3 * vae.latent_dim + 2), 4.5))
     axes.bar(np.arange(len(kl)), kl[order], color=np.where(active, "tab:blue", "tab:gray"))
     axes.set_xticks(np.arange(len(kl)), [str(d) for d in order], fontsize=7)
-    axes.set_xlabel(f"latent dimension (sorted by KL); grey: inactive, Var[E_q z] ≤ {threshold:g}")
+    axes.set_xlabel(f"latent dimension (sorted by KL); grey: inactive, Var[code] ≤ {threshold:g}")
     axes.set_ylabel("KL per image (nats)")
     axes.set_title(f"KL per latent dimension: {int(active.sum())} of {vae.latent_dim} units active", fontsize=10)
     return figure

@@ -1,4 +1,4 @@
-"""Training runs: `RunConfig` says what to train, `train(config)` does it and writes every output.
+"""Training runs: `RunConfig` (`tfvae.config`) says what to train, `train(config)` does it and writes every output.
 
 Outputs in `config.output_dir`:
   run_config.json                 the settings of the run
@@ -19,118 +19,19 @@ import pathlib
 
 import keras
 
-from tfvae import allocator, checkpoints, evaluation, export, images, masks, objectives, precision, run_directory, strategies
+from tfvae import allocator, checkpoints, evaluation, export, images, precision, registry, run_directory, strategies
 from tfvae.callbacks import DivergenceGuard, KLWarmup, TensorBoardImages
 from tfvae.checkpoints import load_model  # noqa: F401 -- tfvae.training.load_model stays available
-from tfvae.conditional import ConditionalVAE
+from tfvae.config import RESUME_SETTINGS, RunConfig, read_run_config  # noqa: F401 -- tfvae.training.RunConfig stays available
 from tfvae.data import load_dataset
 from tfvae.errors import RunError, TrainingDiverged, TrainingInterrupted
-from tfvae.model import VAE
-from tfvae.names import BOUND_WEIGHTINGS, MODELS
-from tfvae.semi_supervised import SemiSupervisedVAE
 
 logger = logging.getLogger("tfvae")
-
-# Settings a resumed run must share with the run it continues (they shape the model or its data).
-MODEL_SETTINGS = (
-    "dataset", "train_split", "architecture", "latent_dim", "likelihood", "gaussian_scale", "kl", "num_samples", "precision",
-    "objective", "gradient_estimator", "model", "labeled_examples", "alpha", "bound_weighting", "missing",
-)
-
-
-@dataclasses.dataclass
-class RunConfig:
-    """Everything a training run needs; written as `run_config.json` beside its outputs."""
-
-    model: str = "vae"  # or "conditional", "semi-supervised" (tfvae.names.MODELS)
-    labeled_examples: int | None = None  # semi-supervised: labels kept, class-balanced; None keeps every label
-    alpha: float = 0.1  # semi-supervised: weight of the classification loss (Kingma et al. 2014)
-    bound_weighting: str = "data"  # semi-supervised: how labelled and unlabelled bounds add up (SemiSupervisedVAE)
-    dataset: str = "mnist"
-    missing: str | None = None  # "random:P": hide each training pixel with probability P (tfvae.masks.hide_at_random)
-    train_split: str = "train"
-    eval_split: str = "test"
-    data_dir: str | None = None
-    download: bool = True  # False: never touch the network for data
-    binarize: str | None = "dynamic"  # evaluation always uses a fixed-seed ("static") binarization
-    architecture: str = "mlp"
-    latent_dim: int = 20  # Kingma & Welling's MNIST experiments use 2 to 200
-    likelihood: str = "bernoulli"
-    gaussian_scale: float | str = 0.1
-    kl: str = "analytic"
-    num_samples: int = 1  # L (or K for "iwae"): one sample per example suffices for the ELBO with batch >= 100 (Kingma & Welling)
-    objective: str = "elbo"  # or "iwae" (Burda et al. 2015), see tfvae.objectives
-    gradient_estimator: str = "reparameterization"  # or "score_function", "doubly_reparameterized", "vimco"
-    epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    beta: float = 1.0
-    warmup_epochs: int = 0  # > 0: KL warm-up from β=0 to `beta` over this many epochs
-    seed: int = 0
-    jit_compile: bool | str = "auto"  # "auto": tfvae.strategies.choose_jit_compile decides (XLA for dense models on CPU, always on GPU/TPU)
-    steps_per_execution: int = 16  # steps per call into the compiled function: fit's per-step overhead was ~20% of the MLP step
-    precision: str = "float32"  # or "mixed_bfloat16" / "mixed_float16" (tfvae.precision)
-    strategy: str = "auto"
-    log_likelihood_samples: int = 1000  # K for the importance-sampled log p(x) in metrics.json; 0 skips it
-    output_dir: str = "runs/latest"
-    export_dir: str | None = None  # default: saved_models/<dataset>; "" skips the export
-
-    def validate(self):
-        positive = ("latent_dim", "num_samples", "epochs", "batch_size", "steps_per_execution")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise RunError(f"Expected {name} >= 1. Received: {name}={value!r}")
-        for name in ("warmup_epochs", "log_likelihood_samples"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise RunError(f"Expected {name} >= 0. Received: {name}={value!r}")
-        if not self.learning_rate > 0:
-            raise RunError(f"Expected learning_rate > 0. Received: learning_rate={self.learning_rate!r}")
-        if not self.beta >= 0:
-            raise RunError(f"Expected beta >= 0. Received: beta={self.beta!r}")
-        precision.check_precision(self.precision)
-        if self.model not in MODELS:
-            raise RunError(f"Unknown model {self.model!r}. Expected one of {', '.join(MODELS)}.")
-        if self.labeled_examples is not None:
-            if self.model != "semi-supervised":
-                raise RunError(
-                    f"labeled_examples applies to the semi-supervised model; the {self.model!r} model uses "
-                    f"{'every label' if self.model == 'conditional' else 'no labels'}. Add --model semi-supervised."
-                )
-            if not isinstance(self.labeled_examples, int) or self.labeled_examples < 1:
-                raise RunError(f"Expected labeled_examples >= 1. Received: labeled_examples={self.labeled_examples!r}")
-        if not self.alpha >= 0:
-            raise RunError(f"Expected alpha >= 0. Received: alpha={self.alpha!r}")
-        if self.bound_weighting not in BOUND_WEIGHTINGS:
-            raise RunError(
-                f"Expected bound_weighting in {BOUND_WEIGHTINGS}. "
-                f"Received: bound_weighting={self.bound_weighting!r}"
-            )
-        if self.bound_weighting != RunConfig.bound_weighting and self.model != "semi-supervised":
-            raise RunError("--bound-weighting applies to the semi-supervised model. Add --model semi-supervised.")
-        if self.missing is not None:
-            try:
-                masks.missing_probability(self.missing)
-            except ValueError as error:
-                raise RunError(str(error).replace("missing=", "--missing ")) from None
-            if self.model == "semi-supervised":
-                raise RunError("--missing applies to --model vae or conditional: M2's classifier needs whole images.")
-        objectives.check_objective(self.objective, self.gradient_estimator, self.num_samples)
-        return self
-
-    def to_json(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data):
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 @dataclasses.dataclass
 class RunResult:
-    model: VAE
+    model: keras.Model
     history: dict
     metrics: dict
     export_path: pathlib.Path | None
@@ -141,14 +42,11 @@ def _check_resumable(config, output_dir):
     if not saved_path.exists():
         raise RunError(f"Nothing to resume in {output_dir}: it has no run_config.json. Start the run without --resume.")
     try:
-        saved = json.loads(saved_path.read_text())
-    except (OSError, ValueError) as error:
-        raise RunError(
-            f"The run's settings in {saved_path} cannot be read ({error}); the run cannot be resumed safely. "
-            "Start a new run in another --output-dir."
-        ) from None
-    saved = RunConfig.from_json(saved).to_json()  # settings added since the run was written take their defaults
-    changed = [f"{key}: {saved[key]!r} -> {getattr(config, key)!r}" for key in MODEL_SETTINGS if saved[key] != getattr(config, key)]
+        saved = read_run_config(saved_path).flat()  # settings added since the run was written take their defaults
+    except RunError as error:
+        raise RunError(f"{error} The run cannot be resumed safely. Start a new run in another --output-dir.") from None
+    asked = config.flat()
+    changed = [f"{key}: {saved[key]!r} -> {asked[key]!r}" for key in RESUME_SETTINGS if saved[key] != asked[key]]
     if changed:
         raise RunError(
             f"Cannot resume the run in {output_dir} with different model settings ({'; '.join(changed)}). "
@@ -176,50 +74,31 @@ def _keep_metrics_rows(path, epochs):
 
 def _export_dir(config):
     """Where the SavedModel goes, or None when the export is off."""
-    if config.export_dir == "":
+    if config.output.export_dir == "":
         return None
-    return pathlib.Path(config.export_dir or os.path.join("saved_models", config.dataset))
+    return pathlib.Path(config.output.export_dir or os.path.join("saved_models", config.data.dataset))
 
 
 def build_model(config, info, missing_data=False):
     """The model described by `config` for the data `info` describes, compiled (call inside the strategy's scope).
 
-    `missing_data` builds a model that takes images with missing (NaN) pixels.
+    The kind comes from `tfvae.registry.MODELS`; `missing_data` builds a model that takes images with missing
+    (NaN) pixels.
     """
-    options = {
-        "latent_dim": config.latent_dim,
-        "architecture": config.architecture,
-        "likelihood": config.likelihood,
-        "gaussian_scale": config.gaussian_scale,
-        "beta": config.beta,
-        "kl": config.kl,
-        "num_samples": config.num_samples,
-        "objective": config.objective,
-        "gradient_estimator": config.gradient_estimator,
-        "seed": config.seed,
-    }
-    if config.model == "vae":
-        vae = VAE.for_images(info.image_shape, missing_data=missing_data, **options)
-    elif config.model == "conditional":
-        vae = ConditionalVAE.for_images(info.image_shape, info.num_classes, missing_data=missing_data, **options)
-    else:
-        labeled = info.num_examples if config.labeled_examples is None else config.labeled_examples
-        vae = SemiSupervisedVAE.for_images(
-            info.image_shape, info.num_classes, alpha=config.alpha, labeled_fraction=labeled / info.num_examples,
-            bound_weighting=config.bound_weighting, **options
-        )
-    vae.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        jit_compile=config.jit_compile,
-        steps_per_execution=config.steps_per_execution,
+    model_class = registry.lookup("model", config.model.model)
+    model = model_class.from_run_config(config.model, info, missing_data=missing_data)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.optimization.learning_rate),
+        jit_compile=config.execution.jit_compile,
+        steps_per_execution=config.execution.steps_per_execution,
     )
-    return vae
+    return model
 
 
 def train(config, resume=False, callbacks=(), verbose=1):
-    """Trains, evaluates and exports the VAE that `config` describes; returns a `RunResult`.
+    """Trains, evaluates and exports the model that `config` (a `tfvae.config.RunConfig`) describes; returns a `RunResult`.
 
-    With `resume`, continues from the newest checkpoint in `config.output_dir`
+    With `resume`, continues from the newest checkpoint in `config.output.output_dir`
     that loads (same epoch count, optimizer state kept); damaged checkpoints
     are skipped with a warning. The run holds a lock on its output directory,
     so a second run there refuses to start. Every output location is checked
@@ -230,12 +109,12 @@ def train(config, resume=False, callbacks=(), verbose=1):
     """
     config.validate()
     allocator.cap_malloc_arenas()  # resident memory flat from epoch to epoch
-    output_dir = pathlib.Path(config.output_dir)
+    output_dir = pathlib.Path(config.output.output_dir)
     if resume and not output_dir.is_dir():
         raise RunError(f"Nothing to resume: {output_dir} does not exist. Start the run without --resume.")
     run_directory.check_writable(output_dir, "--output-dir")
-    keras.utils.set_random_seed(config.seed)
-    strategy = strategies.make_strategy(config.strategy)
+    keras.utils.set_random_seed(config.optimization.seed)
+    strategy = strategies.make_strategy(config.execution.strategy)
     chief = strategies.is_chief(strategy)
     # Workers other than the chief keep their logs apart, so files are never written twice.
     log_dir = output_dir if chief else output_dir / "workers" / strategies.worker_name(strategy)
@@ -244,6 +123,37 @@ def train(config, resume=False, callbacks=(), verbose=1):
     run_directory.check_writable(log_dir, "--output-dir")
     with run_directory.locked(log_dir):
         return _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_dir)
+
+
+def _load_data(config):
+    """(training dataset, its DatasetInfo, held-out dataset, whether any pixel is missing) for the run."""
+    data = config.data
+    model_class = registry.lookup("model", config.model.model)
+    options = {"name": data.dataset, "data_dir": data.data_dir, "download": data.download,
+               "batch_size": config.optimization.batch_size, "with_labels": model_class.run_uses_labels}
+    train_data, info = load_dataset(
+        split=data.train_split,
+        binarize=data.binarize,
+        seed=config.optimization.seed,
+        drop_remainder=True,  # one static batch shape: XLA compiles the step once
+        return_info=True,
+        labeled_examples=data.labeled_examples,
+        missing=data.missing,
+        **options,
+    )
+    eval_binarize = "static" if data.binarize else None
+    eval_data, eval_info = load_dataset(split=data.eval_split, binarize=eval_binarize, shuffle=False, return_info=True,
+                                        **options)
+    missing_data = max(info.missing_share, eval_info.missing_share) > 0
+    if missing_data:
+        logger.info("Missing pixels: %.1f%% of the training split; bounds count observed pixels only.",
+                    100 * info.missing_share)
+    if info.num_examples < config.optimization.batch_size:
+        raise RunError(
+            f"The split {data.train_split!r} has {info.num_examples} examples, fewer than one batch "
+            f"(batch_size={config.optimization.batch_size}). Lower --batch-size or use a larger split."
+        )
+    return train_data, info, eval_data, missing_data
 
 
 def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_dir):
@@ -256,82 +166,54 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
         raise RunError(
             f"{output_dir} already holds a run. Continue it with --resume, or choose another --output-dir."
         )
-    data_options = {"name": config.dataset, "data_dir": config.data_dir, "download": config.download,
-                    "batch_size": config.batch_size, "with_labels": config.model != "vae"}
-    train_data, info = load_dataset(
-        split=config.train_split,
-        binarize=config.binarize,
-        seed=config.seed,
-        drop_remainder=True,  # one static batch shape: XLA compiles the step once
-        return_info=True,
-        labeled_examples=config.labeled_examples,
-        missing=config.missing,
-        **data_options,
-    )
-    eval_binarize = "static" if config.binarize else None
-    eval_data, eval_info = load_dataset(split=config.eval_split, binarize=eval_binarize, shuffle=False, return_info=True,
-                                        **data_options)
-    missing_data = max(info.missing_share, eval_info.missing_share) > 0
-    if missing_data and config.model == "semi-supervised":
-        raise RunError(
-            f"The data of {config.dataset!r} has missing (NaN) pixels; the semi-supervised model needs whole images. "
-            "Train --model vae or conditional."
-        )
-    if missing_data:
-        logger.info("Missing pixels: %.1f%% of the training split; bounds count observed pixels only.",
-                    100 * info.missing_share)
-    if info.num_examples < config.batch_size:
-        raise RunError(
-            f"The split {config.train_split!r} has {info.num_examples} examples, fewer than one batch "
-            f"(batch_size={config.batch_size}). Lower --batch-size or use a larger split."
-        )
-
-    with strategy.scope(), precision.precision(config.precision):
+    train_data, info, eval_data, missing_data = _load_data(config)
+    execution = config.execution
+    with strategy.scope(), precision.precision(execution.precision):
         latest = checkpoints.load_latest(checkpoint_dir) if resume else None
         if latest is not None:
-            vae, initial_epoch = latest
-            vae.configure_execution(config.jit_compile, config.steps_per_execution)
+            model, initial_epoch = latest
+            model.configure_execution(execution.jit_compile, execution.steps_per_execution)
         else:
-            vae = build_model(config, info, missing_data)
+            model = build_model(config, info, missing_data)
             initial_epoch = 0
     # What the run does, as fit will fit it: no more steps per execution than an epoch has.
     steps_per_epoch = int(train_data.cardinality())
-    if 0 < steps_per_epoch < config.steps_per_execution:
-        config = dataclasses.replace(config, steps_per_execution=steps_per_epoch)
+    if 0 < steps_per_epoch < execution.steps_per_execution:
+        config = config.replace(steps_per_execution=steps_per_epoch)
     if chief:
         checkpoints.write_json_atomically(output_dir / "run_config.json", config.to_json())
         _keep_metrics_rows(output_dir / "metrics.csv", initial_epoch)
 
     guard = DivergenceGuard(
-        learned_scale=config.likelihood == "gaussian" and config.gaussian_scale == "learned",
+        learned_scale=config.model.likelihood == "gaussian" and config.model.gaussian_scale == "learned",
         reference_batch=next(iter(train_data)),
     )
     run_callbacks = [guard]
-    if config.warmup_epochs:
-        run_callbacks.append(KLWarmup(config.warmup_epochs, target=config.beta))
+    if config.optimization.warmup_epochs:
+        run_callbacks.append(KLWarmup(config.optimization.warmup_epochs, target=config.model.beta))
     if multi_worker:
         backup_dir = output_dir / "backup" / strategies.worker_name(strategy)
         run_callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir)))
         initial_epoch = max(initial_epoch, _backed_up_epoch(backup_dir))
+    seed, epochs = config.optimization.seed, config.optimization.epochs
     run_callbacks += [
         checkpoints.AtomicCheckpoint(checkpoint_dir, is_writer=chief, skip_epoch=lambda: guard.message is not None),
         keras.callbacks.CSVLogger(str(log_dir / "metrics.csv"), append=initial_epoch > 0),
         keras.callbacks.TensorBoard(log_dir=str(log_dir / "logs")),
-        *([TensorBoardImages(log_dir / "logs", *evaluation.collect(eval_data, 256), seed=config.seed)]
-          if strategies.is_chief(strategy) else []),
+        *([TensorBoardImages(log_dir / "logs", *evaluation.collect(eval_data, 256), seed=seed)] if chief else []),
         *callbacks,
     ]
     history = {}
-    if initial_epoch < config.epochs:
+    if initial_epoch < epochs:
         try:
             with run_directory.writing(
                 f"the training outputs in {output_dir}",
                 " The checkpoints of earlier epochs are intact; run the same command with --resume to continue.",
             ):
-                history = vae.fit(
+                history = model.fit(
                     train_data,
                     validation_data=eval_data,
-                    epochs=config.epochs,
+                    epochs=epochs,
                     initial_epoch=initial_epoch,
                     callbacks=run_callbacks,
                     shuffle=False,  # the dataset reshuffles itself each epoch
@@ -346,7 +228,7 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
         raise TrainingDiverged(
             guard.message + f" Nothing was exported; checkpoints before the divergence are in {checkpoint_dir}."
         )
-    return finish_run(vae, config, eval_data, history, output_dir if chief else None)
+    return finish_run(model, config, eval_data, history, output_dir if chief else None)
 
 
 def _backed_up_epoch(backup_dir):
@@ -357,18 +239,21 @@ def _backed_up_epoch(backup_dir):
         return 0
 
 
-def finish_run(vae, config, eval_data, history, output_dir):
+def finish_run(model, config, eval_data, history, output_dir):
     """Held-out metrics, image grids and the SavedModel; only the chief (`output_dir` set) writes."""
+    seed = config.optimization.seed
     held_out, labels = evaluation.collect(eval_data)
-    metrics = evaluation.evaluate(vae, held_out, config.log_likelihood_samples, seed=config.seed, labels=labels)
+    metrics = evaluation.evaluate(model, held_out, config.output.log_likelihood_samples, seed=seed, labels=labels)
     if output_dir is None:
-        return RunResult(vae, history, metrics, None)
+        return RunResult(model, history, metrics, None)
     checkpoints.write_json_atomically(output_dir / "metrics.json", metrics)
+    vae = model.image_model()
     with run_directory.writing(f"the image grids in {output_dir}"):
-        images.save_samples(vae, output_dir / "samples.png", seed=config.seed)
+        images.save_samples(vae, output_dir / "samples.png", seed=seed)
         images.save_reconstructions(vae, held_out[:32], output_dir / "reconstructions.png",
                                     labels=None if labels is None else labels[:32])
     export_path = None
     if _export_dir(config) is not None:
-        export_path = export.export_saved_model(vae, _export_dir(config), run_config=config.to_json(), dataset=config.dataset)
-    return RunResult(vae, history, metrics, export_path)
+        export_path = export.export_saved_model(model, _export_dir(config), run_config=config.to_json(),
+                                                dataset=config.data.dataset)
+    return RunResult(model, history, metrics, export_path)

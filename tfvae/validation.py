@@ -84,10 +84,10 @@ def check_fit_input(data, image_shape, support, name="x", allow_missing=False):
     check_images(data, image_shape, support, name, allow_missing)
 
 
-def check_labels(labels, count, num_classes, allow_unlabelled=False, name="labels"):
+def check_labels(labels, count, num_classes, allow_unlabeled=False, name="labels"):
     """Validates integer class labels for `count` examples (an int means one class for all); returns an int32 array.
 
-    With `allow_unlabelled`, −1 marks an example without a label (semi-supervised data).
+    With `allow_unlabeled`, −1 marks an example without a label (semi-supervised data).
     """
     if labels is None:
         raise ValueError(f"This model is conditional: pass {name}, integer classes in [0, {num_classes}).")
@@ -103,14 +103,14 @@ def check_labels(labels, count, num_classes, allow_unlabelled=False, name="label
         )
     if values.ndim != 1 or (count is not None and not tf.is_tensor(count) and len(values) != int(count)):
         raise ValueError(f"Expected {name} of shape ({count},), one per example. Received: shape={values.shape}")
-    low = -1 if allow_unlabelled else 0
+    low = -1 if allow_unlabeled else 0
     if values.size and (values.min() < low or values.max() >= num_classes):
-        allowed = f"[0, {num_classes})" + (", or -1 for unlabelled examples" if allow_unlabelled else "")
+        allowed = f"[0, {num_classes})" + (", or -1 for unlabeled examples" if allow_unlabeled else "")
         raise ValueError(f"Expected {name} in {allowed}. Received: values in [{values.min()}, {values.max()}]")
     return values.astype(np.int32)
 
 
-def check_labelled_dataset(data, name="x"):
+def check_labeled_dataset(data, name="x"):
     """Validates that a `tf.data` dataset yields (images, integer labels) pairs."""
     spec = data.element_spec
     if not isinstance(spec, (tuple, list)) or len(spec) < 2 or not spec[1].dtype.is_integer:
@@ -120,13 +120,13 @@ def check_labelled_dataset(data, name="x"):
         )
 
 
-def check_labelled_fit_input(x, y, image_shape, support, num_classes, name="x", allow_missing=False,
-                             allow_unlabelled=False):
+def check_labeled_fit_input(x, y, image_shape, support, num_classes, name="x", allow_missing=False,
+                             allow_unlabeled=False):
     """Validates (images, labels) that a model conditioned on, or learning, the class trains on."""
     if x is None:
         return
     check_fit_input(x, image_shape, support, name, allow_missing=allow_missing)
     if isinstance(x, tf.data.Dataset):
-        check_labelled_dataset(x, name)
+        check_labeled_dataset(x, name)
     else:
-        check_labels(y, len(x), num_classes, allow_unlabelled=allow_unlabelled, name=f"the labels of {name}")
+        check_labels(y, len(x), num_classes, allow_unlabeled=allow_unlabeled, name=f"the labels of {name}")

@@ -2,14 +2,14 @@
 
 import numpy as np
 
-UNLABELLED = -1
+UNLABELED = -1
 
 
 def keep_labels(labels, labeled_examples, seed=0):
     """`labels` with all but `labeled_examples` of them replaced by −1, the same number from every class.
 
     The choice depends on `seed` only, so runs with the same seed see the same
-    labelled examples.
+    labeled examples.
     """
     labels = np.asarray(labels)
     known = labels[labels >= 0]
@@ -32,11 +32,11 @@ def keep_labels(labels, labeled_examples, seed=0):
         scarcest = min(counts, key=counts.get)
         raise ValueError(
             f"labeled_examples={labeled_examples} needs {per_class} examples of each class, but the split has "
-            f"{known.size} labelled examples and only {counts[scarcest]} of class {scarcest}. Use fewer "
-            "labelled examples or a larger split."
+            f"{known.size} labeled examples and only {counts[scarcest]} of class {scarcest}. Use fewer "
+            "labeled examples or a larger split."
         )
     rng = np.random.default_rng(seed)
-    kept = np.full_like(labels, UNLABELLED)
+    kept = np.full_like(labels, UNLABELED)
     for c in classes:
         chosen = rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
         kept[chosen] = c

@@ -33,6 +33,7 @@ class DatasetInfo:
     num_examples: int
     source: str
     num_classes: int = 0  # 1 + the largest label; 0 for data without labels
+    num_labeled: int = 0  # examples with a label (>= 0): all of them, or the `labeled_examples` kept
     missing_share: float = 0.0  # share of pixels missing (NaN in the data, or hidden by `missing`)
 
 
@@ -96,7 +97,7 @@ def load_dataset(
     None keeps grey levels. `download=False` never touches the network.
     With `return_info`, returns (dataset, `DatasetInfo`). `labeled_examples`
     keeps that many labels, class-balanced and chosen by `seed`, and marks the
-    rest −1 (unlabelled), for semi-supervised training. `missing="random:P"` hides each
+    rest −1 (unlabeled), for semi-supervised training. `missing="random:P"` hides each
     pixel with probability P (fixed per image by `seed`); hidden pixels, like NaN in
     float .npz images, arrive as NaN, for models built with `missing_data=True`.
     """
@@ -140,7 +141,7 @@ def load_dataset(
         )
         missing_share = 0.0 if observed is None else 1.0 - float(observed.mean())
         info = DatasetInfo(name, split, tuple(int(d) for d in images.shape[1:]), len(images), source.description, num_classes,
-                           missing_share)
+                           int(np.sum(labels >= 0)), missing_share)
         return (dataset, info) if return_info else dataset
     hint = (
         "Provide the data with --data-dir (a folder of IDX files such as train-images-idx3-ubyte.gz, "

@@ -15,9 +15,9 @@ PARALLEL_BATCHES = 2
 
 BINARIZATIONS = (None, "static", "dynamic")
 
-# Semi-supervised training: the least share of each batch given to labelled examples (cycled), as in
+# Semi-supervised training: the least share of each batch given to labeled examples (cycled), as in
 # Kingma et al. 2014's code; without it 100 labels among 60 000 images meet a batch of 128 once in 5 steps.
-LABELLED_SHARE = 0.1
+LABELED_SHARE = 0.1
 
 
 def _binarize(images, seed):
@@ -53,9 +53,9 @@ def make_pipeline(
 
     `binarize="dynamic"` draws fresh binary pixels for every batch of every
     epoch; "static" binarizes each image once with `seed`, the same whatever
-    the batching; None keeps grey levels. Shuffled labelled data where few
-    labels are known (−1 marks the rest) gets `LABELLED_SHARE` of every batch
-    from the labelled examples, cycled; an epoch is one pass over the unlabelled ones.
+    the batching; None keeps grey levels. Shuffled labeled data where few
+    labels are known (−1 marks the rest) gets `LABELED_SHARE` of every batch
+    from the labeled examples, cycled; an epoch is one pass over the unlabeled ones.
     """
     if binarize not in BINARIZATIONS:
         raise ValueError(f"Unknown binarize {binarize!r}. Expected one of {BINARIZATIONS}.")
@@ -101,18 +101,18 @@ def _batched_indices(count, batch_size, shuffle, seed, drop_remainder=False):
 
 def _needs_mixing(labels, batch_size):
     known = int((labels >= 0).sum())
-    return 0 < known < len(labels) * LABELLED_SHARE and batch_size >= 2
+    return 0 < known < len(labels) * LABELED_SHARE and batch_size >= 2
 
 
 def _mixed_indices(labels, batch_size, seed, drop_remainder=False):
-    """Batches of indices, each `LABELLED_SHARE` labelled (cycled, reshuffled) and the rest unlabelled."""
-    labelled_per_batch = max(1, round(batch_size * LABELLED_SHARE))
-    labelled = tf.data.Dataset.from_tensor_slices(tf.where(labels >= 0)[:, 0])
-    unlabelled = tf.data.Dataset.from_tensor_slices(tf.where(labels < 0)[:, 0])
-    labelled = labelled.repeat().shuffle(int((labels >= 0).sum()), seed=seed, reshuffle_each_iteration=True)
-    unlabelled = unlabelled.shuffle(int((labels < 0).sum()), seed=seed, reshuffle_each_iteration=True)
+    """Batches of indices, each `LABELED_SHARE` labeled (cycled, reshuffled) and the rest unlabeled."""
+    labeled_per_batch = max(1, round(batch_size * LABELED_SHARE))
+    labeled = tf.data.Dataset.from_tensor_slices(tf.where(labels >= 0)[:, 0])
+    unlabeled = tf.data.Dataset.from_tensor_slices(tf.where(labels < 0)[:, 0])
+    labeled = labeled.repeat().shuffle(int((labels >= 0).sum()), seed=seed, reshuffle_each_iteration=True)
+    unlabeled = unlabeled.shuffle(int((labels < 0).sum()), seed=seed, reshuffle_each_iteration=True)
     return tf.data.Dataset.zip(
-        unlabelled.batch(batch_size - labelled_per_batch, drop_remainder=drop_remainder), labelled.batch(labelled_per_batch)
+        unlabeled.batch(batch_size - labeled_per_batch, drop_remainder=drop_remainder), labeled.batch(labeled_per_batch)
     ).map(lambda u, l: tf.concat([u, l], 0))
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import strategies
+from tfvae._version import __version__
 from tfvae.data.pipeline import array_pipeline
 from tfvae.distributions import RANDOM_ALGORITHM
 from tfvae.fused_steps import fused_step_function
@@ -41,7 +42,8 @@ def _float32_if_floating(array):
 
 
 class BaseVAE(keras.Model):
-    """Shared training machinery; subclasses define `compute_terms`, `check_data` and `tracked`.
+    """Shared training machinery; subclasses define `compute_terms`, `check_data` and `tracked`, and list the
+    Keras objects their config holds serialized in `parts`.
 
     `fit`, `evaluate` and `predict` behave as in Keras, with these defaults:
     Adam(1e-3); XLA chosen by `tfvae.strategies.choose_jit_compile` (an
@@ -53,6 +55,9 @@ class BaseVAE(keras.Model):
 
     # The per-example terms `fit` and `evaluate` report, in nats per example.
     tracked = ("loss", "reconstruction", "kl", "elbo")
+
+    # Constructor arguments that are Keras objects (networks, priors, models), serialized in the config.
+    parts = ()
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -286,5 +291,16 @@ class BaseVAE(keras.Model):
         return tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *outputs)
 
     def get_config(self):
-        return {**super().get_config(), "seed": self.seed}
+        """The constructor's arguments, its parts serialized, and the tfvae version that wrote them."""
+        config = {**super().get_config(), "seed": self.seed, "tfvae_version": __version__}
+        return {**config, **{name: keras.saving.serialize_keras_object(getattr(self, name)) for name in self.parts}}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("tfvae_version", None)
+        for name in cls.parts:
+            if name in config:  # files written before a part existed take its default
+                config[name] = keras.saving.deserialize_keras_object(config[name])
+        return cls(**config)
 

@@ -1,10 +1,9 @@
 """Model M2 of Kingma, Rezende, Mohamed & Welling (2014): semi-supervised learning with a VAE.
 
-The conditional VAE plus a classifier q(y|x). Labelled examples maximize the
-conditional bound L(x, y) (with log p(y) for a uniform prior over classes) and
-learn the classifier directly; unlabelled examples maximize
-U(x) = Σ_y q(y|x) L(x, y) + H(q(y|x)), summed over every class in one batched
-pass (never by sampling y). Everything else is `ConditionalVAE`'s.
+A `tfvae.VAE` of labels (networks conditioned on y) plus a classifier q(y|x) and M2's objective. Labeled
+examples maximize the conditional bound L(x, y) (with log p(y) for a uniform prior over classes) and learn
+the classifier directly; unlabeled examples maximize U(x) = Σ_y q(y|x) L(x, y) + H(q(y|x)), summed over
+every class in one batched pass (never by sampling y). Everything else is the VAE's.
 """
 
 import keras
@@ -12,37 +11,39 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import networks, objectives
-from tfvae.conditional import ConditionalVAE
+from tfvae.models.vae import VAE, image_parts
 from tfvae.names import BOUND_WEIGHTINGS
 from tfvae.validation import check_images, check_labels
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
-class SemiSupervisedVAE(ConditionalVAE):
-    """M2: `fit` on (images, labels) where −1 marks an unlabelled example; `classify(images)` is q(y|x).
+class SemiSupervisedVAE(VAE):
+    """M2: `fit` on (images, labels) where −1 marks an unlabeled example; `classify(images)` is q(y|x).
 
-    The classification loss on labelled examples is weighted by `alpha` times
-    the ratio of all to labelled examples (Kingma et al. 2014, eq. 9 with their
-    α = 0.1·N): per batch, α times the mean −log q(y|x) over its labelled
-    examples. `bound_weighting` says how labelled and unlabelled bounds add up:
-      "data"   reweighted so that a batch of any labelled share estimates the whole
-               data set's mean bound, each labelled example counting once as in the
-               paper's J (`labeled_fraction`, the share of labelled examples in the
+    The classification loss on labeled examples is weighted by `alpha` times
+    the ratio of all to labeled examples (Kingma et al. 2014, eq. 9 with their
+    α = 0.1·N): per batch, α times the mean −log q(y|x) over its labeled
+    examples. `bound_weighting` says how labeled and unlabeled bounds add up:
+      "data"   reweighted so that a batch of any labeled share estimates the whole
+               data set's mean bound, each labeled example counting once as in the
+               paper's J (`labeled_fraction`, the share of labeled examples in the
                training data, set by `fit` from arrays);
-      "batch"  every example of a batch counts once, so labelled examples count as
+      "batch"  every example of a batch counts once, so labeled examples count as
                often as the pipeline shows them (a tenth of every batch, cycled), as
                most M2 implementations train; no `labeled_fraction` is needed (on
                Fashion-MNIST, accuracy is the same: benchmarks/RESULTS.md).
-    `evaluate` reports `accuracy` (on labelled examples) beside the bound.
+    `evaluate` reports `accuracy` (on labeled examples) beside the bound.
     """
 
     tracked = ("loss", "reconstruction", "kl", "elbo", "classification", "accuracy")
-    allows_unlabelled = True
+    parts = (*VAE.parts, "classifier")
+    allows_unlabeled = True
+    run_uses_labels = True
 
     def __init__(self, encoder, decoder, classifier, alpha=0.1, labeled_fraction=None, bound_weighting="data", **kwargs):
-        if classifier.num_classes != encoder.num_classes:
+        if not encoder.num_classes or classifier.num_classes != encoder.num_classes:
             raise ValueError(
-                "Expected the classifier to have the encoder's num_classes. Received: "
+                "Expected networks conditioned on labels and a classifier of the same num_classes > 0. Received: "
                 f"classifier.num_classes={classifier.num_classes}, encoder.num_classes={encoder.num_classes}"
             )
         if encoder.missing_data:
@@ -67,17 +68,21 @@ class SemiSupervisedVAE(ConditionalVAE):
 
     @classmethod
     def for_images(cls, input_shape, num_classes, latent_dim=20, architecture="mlp", likelihood="bernoulli",
-                   gaussian_scale=0.1, alpha=0.1, bound_weighting="data", **vae_options):
-        """M2 with MLP or conv networks; the classifier has the encoder's body."""
+                   gaussian_scale=0.1, prior="standard_normal", posterior="diagonal", alpha=0.1, bound_weighting="data",
+                   **vae_options):
+        """M2 with MLP or conv networks; the classifier has the encoder's body. Options as `VAE.for_images`."""
         networks.check_num_classes(num_classes, minimum=2)
-        make_classifier = networks.networks_for(architecture)[2]
-        return cls(
-            *networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale, num_classes),
-            make_classifier(input_shape, num_classes),
-            alpha=alpha,
-            bound_weighting=bound_weighting,
-            **vae_options,
-        )
+        encoder, decoder, prior = image_parts(input_shape, latent_dim, architecture, likelihood, gaussian_scale,
+                                              prior=prior, posterior=posterior, num_classes=num_classes)
+        classifier = networks.networks_for(architecture).classifier(input_shape, num_classes)
+        return cls(encoder, decoder, classifier, prior=prior, alpha=alpha, bound_weighting=bound_weighting, **vae_options)
+
+    @classmethod
+    def from_run_config(cls, model, info, missing_data=False):
+        del missing_data  # refused by the run configuration: a classifier needs whole images
+        labeled = info.num_labeled
+        return cls.for_images(info.image_shape, info.num_classes, **cls._run_options(model), alpha=model.alpha,
+                              bound_weighting=model.bound_weighting, labeled_fraction=labeled / info.num_examples)
 
     @property
     def labeled_fraction(self):
@@ -100,18 +105,12 @@ class SemiSupervisedVAE(ConditionalVAE):
         return self._class_posterior(self._checked(images))
 
     def _class_posterior(self, images):
-        """q(y|x) of a float32 tensor batch, unchecked (for batched inference and serving)."""
+        """q(y|x) of a float32 tensor batch, unchecked (for batched inference and serving): the classifier."""
         return self.classifier(images)
 
     def compute_terms(self, data, seed, training=False):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        num_classes = self.num_classes
-        batch = tf.shape(images)[0]
-        # Every (class, example) pair in one pass: images tiled C times, labels 0..C-1 each repeated B times.
-        tiled = tf.tile(images, tf.concat([[num_classes], tf.ones([tf.rank(images) - 1], tf.int32)], 0))
-        classes = tf.repeat(tf.range(num_classes), batch)
-        per_pair = self.objective_terms(tiled, seed, classes)
-        per_class = {name: tf.reshape(value, [num_classes, batch]) for name, value in per_pair.items()}
+        per_class = self.per_class_terms(images, seed)
         weighted = training and self.bound_weighting == "data"
         terms = objectives.semi_supervised_terms(
             per_class, self.classifier(images), labels, self.alpha, self._labeled_fraction if weighted else None
@@ -130,18 +129,18 @@ class SemiSupervisedVAE(ConditionalVAE):
         if y is not None and not isinstance(x, tf.data.Dataset):
             labels = np.asarray(y)
             if not (labels >= 0).any():
-                raise ValueError("Expected some labelled examples (labels >= 0); every label is -1.")
+                raise ValueError("Expected some labeled examples (labels >= 0); every label is -1.")
             self.labeled_fraction = float(np.mean(labels >= 0))
         elif self.bound_weighting == "data" and not self.labeled_fraction_known:
-            check_data(x, y)  # an unlabelled dataset is the likelier mistake: say that first
+            check_data(x, y)  # an unlabeled dataset is the likelier mistake: say that first
             raise ValueError(
-                "Set the share of labelled examples in the training data first, e.g. "
+                "Set the share of labeled examples in the training data first, e.g. "
                 "vae.labeled_fraction = 100 / 60000, or pass arrays (images, labels) to fit, "
                 'or weigh bounds by batch (bound_weighting="batch"), which needs no share.'
             )
 
     def accuracy(self, images, labels, batch_size=1000):
-        """The classifier's accuracy on labelled `images`."""
+        """The classifier's accuracy on labeled `images`."""
         check_images(images, self.image_shape, self.data_support)
         return classification_accuracy(self._class_posterior, images, check_labels(labels, len(images), self.num_classes),
                                        batch_size)
@@ -149,17 +148,10 @@ class SemiSupervisedVAE(ConditionalVAE):
     def get_config(self):
         return {
             **super().get_config(),
-            "classifier": keras.saving.serialize_keras_object(self.classifier),
             "alpha": self.alpha,
             "bound_weighting": self.bound_weighting,
             "labeled_fraction": self.labeled_fraction if self.labeled_fraction_known else None,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
-        return super().from_config(config)
 
 
 def classification_accuracy(class_posterior, images, labels, batch_size=1000):

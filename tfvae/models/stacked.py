@@ -11,24 +11,26 @@ import keras
 import tensorflow as tf
 
 from tfvae import networks
-from tfvae.base_model import BaseVAE
-from tfvae.distributions import RANDOM_ALGORITHM, reparameterized_sample
-from tfvae.model import VAE
-from tfvae.semi_supervised import SemiSupervisedVAE, classification_accuracy
-from tfvae.validation import check_fit_input, check_images, check_labelled_fit_input, check_labels
+from tfvae.distributions import RANDOM_ALGORITHM, point, sample
+from tfvae.models.base import BaseVAE
+from tfvae.models.semi_supervised import SemiSupervisedVAE, classification_accuracy
+from tfvae.models.vae import VAE
+from tfvae.validation import check_fit_input, check_images, check_labeled_fit_input, check_labels
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class StackedSemiSupervisedVAE(BaseVAE):
-    """M1+M2: `fit` on (images, labels) with −1 marking unlabelled examples, as `SemiSupervisedVAE`.
+    """M1+M2: `fit` on (images, labels) with −1 marking unlabeled examples, as `SemiSupervisedVAE`.
 
     `m1` is a trained, unconditional `tfvae.VAE` (this model sets `m1.trainable = False`);
     `m2` a `SemiSupervisedVAE` over codes of shape (1, 1, m1.latent_dim), as `on_codes_of`
     builds it. `classify(images)` is q(y | E[z1|x]); `fit` and `evaluate` report M2's
-    terms (in nats per code) and, in `evaluate`, the accuracy of `classify` on labelled examples.
+    terms (in nats per code) and, in `evaluate`, the accuracy of `classify` on labeled examples.
     """
 
     tracked = SemiSupervisedVAE.tracked
+    parts = ("m1", "m2")
+    run_uses_labels = True
 
     def __init__(self, m1, m2, **kwargs):
         if not isinstance(m1, VAE) or not isinstance(m2, SemiSupervisedVAE):
@@ -36,7 +38,7 @@ class StackedSemiSupervisedVAE(BaseVAE):
                 "Expected m1 to be a trained tfvae.VAE and m2 a tfvae.SemiSupervisedVAE. "
                 f"Received: m1={type(m1).__name__}, m2={type(m2).__name__}"
             )
-        if m1.conditional or m1.missing_data:
+        if m1.num_classes or m1.missing_data:
             raise ValueError(
                 "Expected m1 to be an unconditional VAE of whole images: its codes of every image are M2's data. "
                 f"Received: m1={type(m1).__name__} with missing_data={m1.missing_data}"
@@ -106,7 +108,7 @@ class StackedSemiSupervisedVAE(BaseVAE):
         """M1's code of each image, shaped as M2's inputs (B, 1, 1, m1.latent_dim): a draw z1 ~ q(z1|x),
         or with no seed the posterior mean E[z1|x]."""
         posterior = self.m1.encoder(images)
-        z1 = posterior.mean() if seed is None else reparameterized_sample(posterior, 1, seed)[0]  # (B, m1.latent_dim)
+        z1 = point(posterior) if seed is None else sample(posterior, 1, seed)[0]  # (B, m1.latent_dim)
         return tf.reshape(z1, [-1, *self.m2.image_shape])
 
     def compute_terms(self, data, seed, training=False):
@@ -117,8 +119,8 @@ class StackedSemiSupervisedVAE(BaseVAE):
         return self.m2.compute_terms((self._codes(images, code_seed if training else None), labels), m2_seed, training)
 
     def check_data(self, x, y=None, name="x"):
-        check_labelled_fit_input(x, y, self.image_shape, self.data_support, self.num_classes, name,
-                                 allow_unlabelled=True)
+        check_labeled_fit_input(x, y, self.image_shape, self.data_support, self.num_classes, name,
+                                 allow_unlabeled=True)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         self.m2.learn_labeled_fraction(x, y, self.check_data)
@@ -143,23 +145,13 @@ class StackedSemiSupervisedVAE(BaseVAE):
         return self._class_posterior(tf.convert_to_tensor(images, tf.float32))
 
     def accuracy(self, images, labels, batch_size=1000):
-        """The accuracy of `classify` on labelled `images`."""
+        """The accuracy of `classify` on labeled `images`."""
         check_images(images, self.image_shape, self.data_support)
         return classification_accuracy(self._class_posterior, images,
                                        check_labels(labels, len(images), self.num_classes), batch_size)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            # M1 is frozen here: its optimizer (from its own training) is not part of this model.
-            "m1": {key: value for key, value in keras.saving.serialize_keras_object(self.m1).items()
-                   if key != "compile_config"},
-            "m2": keras.saving.serialize_keras_object(self.m2),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("m1", "m2"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        config = super().get_config()
+        # M1 is frozen here: its optimizer (from its own training) is not part of this model.
+        config["m1"] = {key: value for key, value in config["m1"].items() if key != "compile_config"}
+        return config

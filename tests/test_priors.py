@@ -1,0 +1,102 @@
+"""Priors against independent computations: densities in NumPy/SciPy, KL estimates, marginals, the statistics
+the rest of the package measures against the model's own prior."""
+
+import logging
+
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+import tensorflow as tf
+
+import tfvae
+from tfvae import evaluation
+from tfvae.priors import MixtureOfGaussians, StandardNormal
+
+RNG = np.random.default_rng(0)
+
+
+def mixture(latent_dim=3, num_components=4, spread=1.0):
+    """A mixture prior with random means (times `spread`), scales and weights, and those values in NumPy."""
+    prior = MixtureOfGaussians(num_components, latent_dim)
+    means = (spread * RNG.normal(size=(num_components, latent_dim))).astype(np.float32)
+    scales = RNG.uniform(0.3, 1.5, size=(num_components, latent_dim)).astype(np.float32)
+    logits = RNG.normal(size=num_components).astype(np.float32)
+    prior.set_weights([means, np.log(np.expm1(scales - 1e-5)), logits])
+    return prior, means, scales, scipy.special.log_softmax(logits)
+
+
+def numpy_mixture_log_prob(z, means, scales, log_weights):
+    """log Σ_k π_k Π_d N(z_d; μ_kd, σ_kd) for z (..., d), by log-sum-exp in float64."""
+    per_component = scipy.stats.norm(means, scales).logpdf(z[..., None, :].astype(np.float64)).sum(-1)
+    return scipy.special.logsumexp(per_component + log_weights, axis=-1)
+
+
+def test_standard_normal_is_n_0_i_of_the_models_latent_size():
+    prior = StandardNormal(latent_dim=4)()
+    z = RNG.normal(size=(7, 4)).astype(np.float32)
+    np.testing.assert_allclose(prior.log_prob(z), scipy.stats.norm().logpdf(z).sum(-1), rtol=1e-5)
+    assert prior.dtype == tf.float32
+    assert tfvae.VAE.for_images((6, 5, 1), latent_dim=3).prior_distribution().event_shape == (3,)
+    with pytest.raises(ValueError, match="Expected the prior's latent_dim to be the networks' \\(3\\)"):
+        tfvae.VAE.for_images((6, 5, 1), latent_dim=3, prior=StandardNormal(latent_dim=2))
+
+
+def test_mixture_log_prob_is_a_log_sum_exp_of_gaussian_densities():
+    prior, means, scales, log_weights = mixture()
+    z = (2 * RNG.normal(size=(50, 3))).astype(np.float32)
+    np.testing.assert_allclose(prior().log_prob(z), numpy_mixture_log_prob(z, means, scales, log_weights), rtol=1e-5)
+    # Each dimension's marginal is the 1-d mixture with the same weights.
+    marginal = prior.marginals(prior()).log_prob(z).numpy()  # (50, 3)
+    for d in range(3):
+        expected = numpy_mixture_log_prob(z[:, d : d + 1], means[:, d : d + 1], scales[:, d : d + 1], log_weights)
+        np.testing.assert_allclose(marginal[:, d], expected, rtol=1e-5)
+
+
+def test_a_mixture_prior_has_no_closed_form_kl_so_the_model_estimates_it(caplog):
+    with caplog.at_level(logging.INFO, logger="tfvae"):
+        vae = tfvae.VAE.for_images((6, 5, 1), latent_dim=3, prior="mixture", seed=0)
+    assert vae.kl_estimator == "monte_carlo"
+    assert "KL(q || p) by Monte Carlo (no closed form) for a MultivariateNormalDiag posterior and MixtureSameFamily prior" \
+        in caplog.text
+    with pytest.raises(ValueError, match="has no closed form.*Use kl='monte_carlo'"):
+        tfvae.VAE.for_images((6, 5, 1), latent_dim=3, prior="mixture", kl="analytic")
+    assert tfvae.VAE.for_images((6, 5, 1), latent_dim=3).kl_estimator == "analytic"
+
+
+def test_the_models_monte_carlo_kl_with_a_mixture_prior_agrees_with_a_numpy_estimate():
+    prior, means, scales, log_weights = mixture()
+    vae = tfvae.VAE.for_images((6, 5, 1), latent_dim=3, prior=prior, seed=0)
+    x = (RNG.random((4, 6, 5, 1)) < 0.5).astype(np.float32)
+    model_kl = vae.elbo_terms(x, num_samples=20000, seed=1)["kl"].numpy()
+    posterior = vae.encode(x)
+    loc, scale = posterior.mean().numpy().astype(np.float64), posterior.stddev().numpy().astype(np.float64)
+    z = loc + scale * np.random.default_rng(5).normal(size=(20000, *loc.shape))  # NumPy's own draws
+    per_draw = scipy.stats.norm(loc, scale).logpdf(z).sum(-1) - numpy_mixture_log_prob(z, means, scales, log_weights)
+    numpy_kl, error = per_draw.mean(0), per_draw.std(0) / np.sqrt(len(z))
+    assert np.all(np.abs(model_kl - numpy_kl) < 4 * np.sqrt(2) * error), (model_kl, numpy_kl, error)
+    # Against N(0, I) the KL would be another number: the check tells the two priors apart.
+    standard = 0.5 * np.sum(scale**2 + loc**2 - 1 - 2 * np.log(scale), axis=-1)
+    assert np.all(np.abs(standard - numpy_kl) > 10 * error)
+
+
+def test_per_dimension_kl_and_active_units_are_measured_against_the_models_prior():
+    vae = tfvae.VAE.for_images((6, 5, 1), latent_dim=3, prior="mixture", seed=0)
+    # Components far from 0 and wide: the prior's marginal variance is ~(3² + 2²) per dimension.
+    means = np.where(np.arange(10)[:, None] % 2, 3.0, -3.0) * np.ones((10, 3))
+    vae.prior.set_weights([means.astype(np.float32), np.full((10, 3), np.log(np.expm1(2.0)), np.float32),
+                           np.zeros(10, np.float32)])
+    x = (RNG.random((300, 6, 5, 1)) < 0.5).astype(np.float32)
+    statistics = evaluation.latent_statistics(vae, x)
+    posterior = vae.encode(x)
+    loc, scale = posterior.mean().numpy().astype(np.float64), posterior.stddev().numpy().astype(np.float64)
+    # KL(N(loc_d, scale_d) || p(z_d)) by quadrature on a fine grid, per image and dimension.
+    grid = np.linspace(-15, 15, 6001)[:, None, None]
+    q = scipy.stats.norm(loc, scale)
+    log_p = scipy.special.logsumexp(scipy.stats.norm([-3.0, 3.0], 2.0).logpdf(grid[..., None]), axis=-1) + np.log(0.5)
+    expected = np.sum(q.pdf(grid) * (q.logpdf(grid) - log_p), axis=0) * (grid[1, 0, 0] - grid[0, 0, 0])
+    np.testing.assert_allclose(statistics["kl"], expected.mean(0), rtol=0.03)
+    against_standard_normal = np.mean(0.5 * (scale**2 + loc**2 - 1) - np.log(scale), axis=0)
+    assert np.all(np.abs(against_standard_normal - expected.mean(0)) > 0.5)
+    # Activity is the spread of the codes relative to the prior's own spread (13 here, 1 for N(0, I)).
+    np.testing.assert_allclose(statistics["activity"], np.var(loc, axis=0) / 13.0, rtol=1e-3)

@@ -1,0 +1,147 @@
+"""One registry of parts: every kind x prior x posterior across fresh processes, registration where defined,
+the README's tables, the run configuration by concern, and what a file that cannot be loaded says."""
+
+import ast
+import json
+import pathlib
+import subprocess
+import sys
+import warnings
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+from conftest import MNIST_DIR, REPO
+
+import tfvae
+from tfvae import registry
+from tfvae.config import SECTIONS, RunConfig, default, read_run_config
+from tfvae.errors import RunError, UnloadableModel
+
+EVERY_PART = pathlib.Path(__file__).with_name("every_part.py")
+
+
+def run_step(*args):
+    result = subprocess.run([sys.executable, str(EVERY_PART), *map(str, args)], check=False, capture_output=True, text=True,
+                            timeout=1800)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_every_kind_prior_and_posterior_saves_reloads_evaluates_completes_and_serves(tmp_path):
+    run_step("build", tmp_path, MNIST_DIR)  # one process builds, trains a step, saves and exports them all
+    loaded = run_step("load", tmp_path, MNIST_DIR)  # a fresh one loads (Keras and tfvae), evaluates, completes, resumes
+    served = run_step("serve", tmp_path)  # a third, that cannot import tfvae or TFP, calls every signature
+    kinds = [name for name in registry.MODELS]
+    expected = {f"{kind}-{prior}-{posterior}" for kind in kinds[:3] for prior in registry.PRIORS
+                for posterior in registry.POSTERIORS} | {"m1+m2"}
+    assert set(loaded) == set(served) == expected
+    assert all(-800 < elbo < 0 for elbo in loaded.values()), loaded
+    assert served["semi-supervised-mixture-full_covariance"][0] == "classify" and "classify" in served["m1+m2"]
+
+
+def test_every_registered_name_loads_its_class_and_every_saveable_class_is_registered_where_defined():
+    for kind, entries in registry.KINDS.items():
+        for name, entry in entries.items():
+            assert entry.load() is not None, (kind, name)
+    assert registry.lookup("prior", "mixture") is tfvae.priors.MixtureOfGaussians
+    with pytest.raises(ValueError, match="Unknown posterior 'iaf'. Expected one of diagonal, full_covariance"):
+        registry.lookup("posterior", "iaf")
+    for path in sorted((REPO / "tfvae").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            defines_config = isinstance(node, ast.ClassDef) and any(
+                isinstance(item, ast.FunctionDef) and item.name == "get_config" for item in node.body)
+            if defines_config and not node.name.startswith(("_", "Base")):
+                decorators = " ".join(ast.unparse(d) for d in node.decorator_list)
+                assert "register_keras_serializable" in decorators, f"{path}: {node.name}"
+
+
+def registry_table(kind, column):
+    """The README's table of `kind`'s parts, as `tfvae.registry` lists them."""
+    rows = [f"| {column} | class | what it is |", "| --- | --- | --- |"]
+    for name, entry in registry.KINDS[kind].items():
+        rows.append(f"| `{name}` | `{entry.public_name}` | {entry.summary.replace('|', chr(92) + '|')} |")
+    return "\n".join(rows)
+
+
+@pytest.mark.parametrize("kind, column", [("model", "`--model`"), ("prior", "`--prior`"), ("posterior", "`--posterior`"),
+                                          ("likelihood", "`--likelihood`")])
+def test_the_readme_tables_are_the_registry(kind, column):
+    table = registry_table(kind, column)
+    assert table in (REPO / "README.md").read_text(), f"README.md should hold this table:\n{table}"
+
+
+def test_the_run_configuration_is_split_by_concern_and_reads_old_flat_records(tmp_path):
+    config = RunConfig.from_flat(dataset="fashion_mnist", latent_dim=2, prior="mixture", epochs=3, precision="mixed_bfloat16",
+                                 output_dir="runs/x")
+    record = config.to_json()
+    assert set(record) == set(SECTIONS)
+    assert record["data"]["dataset"] == "fashion_mnist" and record["model"]["prior"] == "mixture"
+    assert record["optimization"]["epochs"] == 3 and record["execution"]["precision"] == "mixed_bfloat16"
+    assert record["output"]["output_dir"] == "runs/x"
+    (tmp_path / "new.json").write_text(json.dumps(record))
+    assert read_run_config(tmp_path / "new.json") == config
+    # A run written before the sections: one flat record, whose kl "analytic" was then the default.
+    (tmp_path / "old.json").write_text(json.dumps({"dataset": "mnist", "latent_dim": 8, "kl": "analytic", "model": "vae",
+                                                   "removed_setting": 1}))
+    old = read_run_config(tmp_path / "old.json")
+    assert (old.data.dataset, old.model.latent_dim, old.model.kl, old.model.prior) == ("mnist", 8, "auto", "standard_normal")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(RunError, match="cannot be read"):
+        read_run_config(tmp_path / "bad.json")
+    with pytest.raises(RunError, match="Unknown run settings: latnet_dim"):
+        RunConfig.from_flat(latnet_dim=3)
+    with pytest.raises(RunError, match="Unknown prior 'vamp'. Expected one of standard_normal, mixture"):
+        RunConfig.from_flat(prior="vamp").validate()
+
+
+def test_the_command_line_takes_its_defaults_and_choices_from_the_library():
+    from tfvae.cli.main import train
+
+    options = {param.name: param for param in train.params}
+    for name, param in options.items():
+        if name in ("gaussian_scale", "binarize", "jit"):
+            continue  # parsed from text; checked through RunConfig
+        if hasattr(param, "default") and name in RunConfig().flat():
+            assert param.default == default(name), name
+    for kind in ("model", "prior", "posterior", "likelihood", "architecture"):
+        assert list(options[kind].type.choices) == list(registry.KINDS[kind]), kind
+
+
+def test_a_whole_file_that_cannot_be_loaded_says_why(tmp_path):
+    vae = tfvae.VAE.for_images((6, 5, 1), latent_dim=2)
+    vae.save(tmp_path / "vae.keras")
+
+    def rewritten(name, change):
+        with zipfile.ZipFile(tmp_path / "vae.keras") as source, zipfile.ZipFile(tmp_path / name, "w") as target:
+            for item in source.infolist():
+                data = source.read(item)
+                if item.filename == "config.json":
+                    config = json.loads(data)
+                    change(config)
+                    data = json.dumps(config)
+                target.writestr(item, data)
+        return tmp_path / name
+
+    newer = rewritten("newer.keras", lambda c: c["config"].update(tfvae_version="9.0.0"))
+    with pytest.raises(UnloadableModel, match=r"saved by a newer tfvae \(9.0.0\) than this one"):
+        tfvae.load_model(newer)
+    unknown = rewritten("unknown.keras", lambda c: c.update(registered_name="tfvae>TimeTravelVAE"))
+    with pytest.raises(UnloadableModel, match="class TimeTravelVAE, which this tfvae .* does not have"):
+        tfvae.load_model(unknown)
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(tmp_path / "other.keras")
+    with pytest.raises(UnloadableModel, match="class Sequential, not a tfvae model"):
+        tfvae.load_model(tmp_path / "other.keras")
+
+
+def test_conditional_log_likelihood_is_the_deprecated_name_of_completion_log_likelihood():
+    vae = tfvae.VAE.for_images((6, 5, 1), latent_dim=2, seed=0)
+    x = (np.random.default_rng(0).random((2, 6, 5, 1)) < 0.5).astype(np.float32)
+    observed = tfvae.masks.make("top_half", (6, 5, 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = vae.conditional_log_likelihood(x, observed, num_samples=20, seed=1).numpy()
+    assert any(issubclass(w.category, DeprecationWarning) and "completion_log_likelihood" in str(w.message) for w in caught)
+    np.testing.assert_array_equal(old, vae.completion_log_likelihood(x, observed, num_samples=20, seed=1).numpy())

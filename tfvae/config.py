@@ -1,0 +1,226 @@
+"""What a training run is, by concern: data, model, optimization, execution, output (pure Python).
+
+`RunConfig` is written as `run_config.json` beside every run and export, and `read_run_config` is the one
+function that reads it back (older runs wrote one flat record; it reads those too). The command line takes
+its options' defaults and choices from here and from `tfvae.registry`, so they cannot drift.
+"""
+
+import dataclasses
+import json
+import pathlib
+
+from tfvae import names
+from tfvae.errors import RunError
+from tfvae.precision import PRECISIONS
+
+BINARIZATIONS = ("dynamic", "static", None)  # None keeps grey levels
+STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Which images, and how they are prepared."""
+
+    dataset: str = "mnist"
+    data_dir: str | None = None  # a folder of IDX files, an .npz file, or a TFDS data directory
+    download: bool = True  # False: never touch the network for data
+    train_split: str = "train"
+    eval_split: str = "test"
+    binarize: str | None = "dynamic"  # evaluation always uses a fixed-seed ("static") binarization
+    missing: str | None = None  # "random:P": hide each training pixel with probability P (tfvae.masks.hide_at_random)
+    labeled_examples: int | None = None  # semi-supervised: labels kept, class-balanced; None keeps every label
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The model's parts and its training objective (everything `get_config` of the model records)."""
+
+    model: str = "vae"  # tfvae.registry.MODELS
+    architecture: str = "mlp"
+    latent_dim: int = 20  # Kingma & Welling's MNIST experiments use 2 to 200
+    prior: str = "standard_normal"  # tfvae.registry.PRIORS
+    posterior: str = "diagonal"  # tfvae.registry.POSTERIORS
+    likelihood: str = "bernoulli"
+    gaussian_scale: float | str = 0.1  # σ of a Gaussian likelihood, or "learned"
+    kl: str = "auto"  # analytic where the (posterior, prior) pair allows, else Monte Carlo
+    objective: str = "elbo"  # or "iwae" (Burda et al. 2015), see tfvae.objectives
+    gradient_estimator: str = "reparameterization"  # or "score_function", "doubly_reparameterized", "vimco"
+    num_samples: int = 1  # L (or K for "iwae"): one sample per example suffices for the ELBO with batch >= 100
+    beta: float = 1.0  # weight of the KL term
+    alpha: float = 0.1  # semi-supervised: weight of the classification loss (Kingma et al. 2014)
+    bound_weighting: str = "data"  # semi-supervised: how labeled and unlabeled bounds add up
+
+
+@dataclasses.dataclass
+class OptimizationConfig:
+    """How long and how fast the model learns."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    warmup_epochs: int = 0  # > 0: KL warm-up from β=0 to `beta` over this many epochs
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class ExecutionConfig:
+    """Where and how the steps run; none of it changes what is learned, beyond floating-point noise."""
+
+    jit_compile: bool | str = "auto"  # "auto": tfvae.strategies.choose_jit_compile decides
+    steps_per_execution: int = 16  # steps per call into the compiled function (fit's per-step overhead)
+    precision: str = "float32"  # or "mixed_bfloat16" / "mixed_float16" (tfvae.precision)
+    strategy: str = "auto"
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    """What the run writes, and where."""
+
+    output_dir: str = "runs/latest"
+    export_dir: str | None = None  # default: saved_models/<dataset>; "" skips the export
+    log_likelihood_samples: int = 1000  # K for the importance-sampled log p(x) in metrics.json; 0 skips it
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optimization": OptimizationConfig,
+    "execution": ExecutionConfig,
+    "output": OutputConfig,
+}
+
+# Which section each setting belongs to: setting names are unique across sections.
+SECTION_OF = {field.name: section for section, cls in SECTIONS.items() for field in dataclasses.fields(cls)}
+
+# Settings a resumed run must share with the run it continues: they shape the model or its data.
+RESUME_SETTINGS = (
+    *(field.name for field in dataclasses.fields(ModelConfig)),
+    "dataset", "train_split", "labeled_examples", "missing", "precision",
+)
+
+
+def default(name):
+    """The default of the setting `name` (for the command line's options)."""
+    return SECTIONS[SECTION_OF[name]].__dataclass_fields__[name].default
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything a training run needs, by concern; written as `run_config.json` beside its outputs."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optimization: OptimizationConfig = dataclasses.field(default_factory=OptimizationConfig)
+    execution: ExecutionConfig = dataclasses.field(default_factory=ExecutionConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+    @classmethod
+    def from_flat(cls, **settings):
+        """A RunConfig from settings named without their section (`epochs=5, latent_dim=2`), as the command line has them."""
+        unknown = sorted(set(settings) - set(SECTION_OF))
+        if unknown:
+            raise RunError(f"Unknown run settings: {', '.join(unknown)}. Expected some of: {', '.join(SECTION_OF)}.")
+        grouped = {section: {} for section in SECTIONS}
+        for name, value in settings.items():
+            grouped[SECTION_OF[name]][name] = value
+        return cls(**{section: SECTIONS[section](**values) for section, values in grouped.items()})
+
+    def flat(self):
+        """{setting: value} over every section."""
+        return {name: value for section in SECTIONS for name, value in dataclasses.asdict(getattr(self, section)).items()}
+
+    def replace(self, **settings):
+        """A copy with some settings (named without their section) changed."""
+        return RunConfig.from_flat(**{**self.flat(), **settings})
+
+    def to_json(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data):
+        """From a `to_json` record, or from the flat record runs wrote before the sections; unknown keys are ignored
+        (settings added since a run was written take their defaults)."""
+        if not isinstance(data, dict):
+            raise RunError(f"Expected a run configuration (a JSON object). Received: {type(data).__name__}")
+        flat = {}
+        for key, value in data.items():
+            if key in SECTIONS and isinstance(value, dict):
+                flat.update({name: v for name, v in value.items() if SECTION_OF.get(name) == key})
+            elif key in SECTION_OF:
+                flat[key] = value
+        if flat.get("kl") == "analytic" and "model" not in data:
+            flat["kl"] = "auto"  # the flat records' "analytic" was the default, which "auto" now is
+        return cls.from_flat(**flat)
+
+    def validate(self):
+        """Raises RunError naming the first setting that is out of range or does not fit the others."""
+        try:
+            self._validate()
+        except RunError:
+            raise
+        except ValueError as error:
+            raise RunError(str(error)) from None
+        return self
+
+    def _validate(self):
+        data, model, optimization, execution, output = (self.data, self.model, self.optimization, self.execution,
+                                                        self.output)
+        for name, value, minimum in (
+            ("latent_dim", model.latent_dim, 1), ("num_samples", model.num_samples, 1), ("epochs", optimization.epochs, 1),
+            ("batch_size", optimization.batch_size, 1), ("steps_per_execution", execution.steps_per_execution, 1),
+            ("warmup_epochs", optimization.warmup_epochs, 0), ("log_likelihood_samples", output.log_likelihood_samples, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise RunError(f"Expected {name} >= {minimum}. Received: {name}={value!r}")
+        if not (isinstance(optimization.learning_rate, (int, float)) and optimization.learning_rate > 0):
+            raise RunError(f"Expected learning_rate > 0. Received: learning_rate={optimization.learning_rate!r}")
+        for name, value in (("beta", model.beta), ("alpha", model.alpha)):
+            if not (isinstance(value, (int, float)) and value >= 0):
+                raise RunError(f"Expected {name} >= 0. Received: {name}={value!r}")
+        for name, value, choices in (
+            ("model", model.model, names.MODELS), ("prior", model.prior, names.PRIORS),
+            ("posterior", model.posterior, names.POSTERIORS), ("likelihood", model.likelihood, names.LIKELIHOODS),
+            ("architecture", model.architecture, names.ARCHITECTURES), ("kl", model.kl, names.KL_ESTIMATORS),
+            ("bound_weighting", model.bound_weighting, names.BOUND_WEIGHTINGS), ("precision", execution.precision, PRECISIONS),
+            ("strategy", execution.strategy, STRATEGIES), ("binarize", data.binarize, BINARIZATIONS),
+        ):
+            names.check_choice(name, value, choices)
+        names.check_objective(model.objective, model.gradient_estimator, model.num_samples)
+        labeled = model.model != "vae"
+        few_labels = model.model in ("semi-supervised", "m1+m2")
+        if data.labeled_examples is not None:
+            if not few_labels:
+                raise RunError(
+                    f"labeled_examples applies to the semi-supervised models; the {model.model!r} model uses "
+                    f"{'every label' if labeled else 'no labels'}. Add --model semi-supervised."
+                )
+            if isinstance(data.labeled_examples, bool) or not isinstance(data.labeled_examples, int) or data.labeled_examples < 1:
+                raise RunError(f"Expected labeled_examples >= 1. Received: labeled_examples={data.labeled_examples!r}")
+        for name in ("alpha", "bound_weighting"):
+            if getattr(model, name) != default(name) and not few_labels:
+                raise RunError(f"--{name.replace('_', '-')} applies to the semi-supervised models. Add --model semi-supervised.")
+        if data.missing is not None:
+            from tfvae.masks import missing_probability
+
+            try:
+                missing_probability(data.missing)
+            except ValueError as error:
+                raise RunError(str(error).replace("missing=", "--missing ")) from None
+            if few_labels:
+                raise RunError("--missing applies to --model vae or conditional: a classifier q(y|x) needs whole images.")
+
+
+def read_run_config(path):
+    """The `RunConfig` in the `run_config.json` at `path`; a RunError says why it cannot be read."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as error:
+        raise RunError(f"The run's settings in {path} cannot be read ({error}).") from None
+    return RunConfig.from_json(data)
+
+
+def run_config_beside(model_path):
+    """The `RunConfig` of the run directory `model_path`, or None for a model file (which carries none)."""
+    path = pathlib.Path(model_path) / "run_config.json"
+    return read_run_config(path) if path.is_file() else None

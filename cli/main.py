@@ -56,6 +56,7 @@ def data_options(command):
     command = click.option(
         "--data-dir",
         type=click.Path(),
+        default=default("data_dir"),
         help="A folder of IDX files, a .npz file, or a TFDS data directory.",
     )(command)
     return click.option("--dataset", default=default("dataset"), help="A TFDS image dataset name (see `tfvae datasets`).")(command)
@@ -91,6 +92,18 @@ def main():
     _show_library_log()
 
 
+# Settings some model kinds default differently (shown in --help), and those kinds' defaults.
+KIND_DEFAULTS = sorted({name for entry in registry.MODELS.values() for name in entry.run_defaults})
+
+
+def _default_text(name):
+    """The --help default of a setting some model kinds default differently: "20; semi-supervised: 50"."""
+    shown = lambda value: "none" if value is None else str(value)
+    kinds = [f"{kind}: {shown(entry.run_defaults[name])}" for kind, entry in registry.MODELS.items()
+             if name in entry.run_defaults]
+    return "; ".join([shown(default(name)), *kinds])
+
+
 def _parts_help(kind):
     """`name: what it is` for each registered part of `kind`, for an option's help."""
     return "; ".join(f"{name}: {entry.summary}" for name, entry in registry.KINDS[kind].items()) + "."
@@ -103,23 +116,26 @@ def _choice(kind):
 @main.command(context_settings=CONTEXT)
 @data_options
 @click.option("--model", type=_choice("model"), default=default("model"), help=_parts_help("model"))
-@click.option("--prior", type=_choice("prior"), default=default("prior"), help=_parts_help("prior"))
+@click.option("--prior", type=_choice("prior"), default=default("prior"), show_default=_default_text("prior"),
+              help=_parts_help("prior"))
 @click.option("--posterior", type=_choice("posterior"), default=default("posterior"), help=_parts_help("posterior"))
-@click.option("--labeled-examples", type=click.IntRange(min=1),
+@click.option("--labeled-examples", type=click.IntRange(min=1), default=default("labeled_examples"),
               help="Semi-supervised: labels kept from the training split (class-balanced, chosen by --seed) [default: all].")
 @click.option("--alpha", type=click.FloatRange(min=0), default=default("alpha"),
               help="Semi-supervised: weight of the classification loss.")
 @click.option("--bound-weighting", type=click.Choice(BOUND_WEIGHTINGS), default=default("bound_weighting"),
               help="Semi-supervised: labeled bounds count once each (data) or each time a batch shows them (batch).")
-@click.option("--missing", metavar="random:P",
+@click.option("--missing", metavar="random:P", default=default("missing"),
               help="Train on incomplete data: hide each training pixel with probability P (NaN pixels in an .npz count too).")
 @click.option("--train-split", default=default("train_split"), help="TFDS split syntax, e.g. 'train[:90%]'.")
 @click.option("--eval-split", default=default("eval_split"), help="Held-out split for validation and final metrics.")
 @click.option("--binarize", type=click.Choice(["dynamic", "static", "none"]), default=default("binarize"),
+              show_default=_default_text("binarize"),
               help="Pixel binarization of the training data (evaluation uses a fixed seed).")
 @click.option("--architecture", type=_choice("architecture"), default=default("architecture"),
               help=_parts_help("architecture"))
-@click.option("--latent-dim", type=click.IntRange(1, MAX_LATENT_DIM), default=default("latent_dim"))
+@click.option("--latent-dim", type=click.IntRange(1, MAX_LATENT_DIM), default=default("latent_dim"),
+              show_default=_default_text("latent_dim"))
 @click.option("--likelihood", type=_choice("likelihood"), default=default("likelihood"), help=_parts_help("likelihood"))
 @click.option("--gaussian-scale", default=str(default("gaussian_scale")), help="σ of a Gaussian likelihood, or 'learned'.")
 @click.option("--kl", type=click.Choice(KL_ESTIMATORS), default=default("kl"),
@@ -129,8 +145,11 @@ def _choice(kind):
 @click.option("--objective", type=click.Choice(list(OBJECTIVES)), default=default("objective"), help="The bound to maximize.")
 @click.option("--gradient-estimator", type=click.Choice(GRADIENT_ESTIMATORS), default=default("gradient_estimator"),
               help="How the bound's gradient is estimated.")
-@click.option("--epochs", type=click.IntRange(min=1), default=default("epochs"))
-@click.option("--batch-size", type=click.IntRange(min=1), default=default("batch_size"), help="The global batch size.")
+@click.option("--epochs", type=click.IntRange(min=1), default=default("epochs"), show_default=_default_text("epochs"))
+@click.option("--m1-epochs", type=click.IntRange(min=1), default=default("m1_epochs"),
+              help="Semi-supervised (M1+M2): epochs of M1, the VAE trained first on every image.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=default("batch_size"), show_default=_default_text("batch_size"),
+              help="The global batch size.")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=default("learning_rate"))
 @click.option("--beta", type=click.FloatRange(min=0), default=default("beta"), help="Weight of the KL term.")
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=default("warmup_epochs"),
@@ -145,7 +164,8 @@ def _choice(kind):
 @click.option("--log-likelihood-samples", type=click.IntRange(min=0), default=default("log_likelihood_samples"),
               help="K for the final importance-sampled log p(x); 0 skips it.")
 @click.option("--output-dir", type=click.Path(file_okay=False), default=default("output_dir"))
-@click.option("--export-dir", type=click.Path(file_okay=False), help="SavedModel folder [default: saved_models/DATASET].")
+@click.option("--export-dir", type=click.Path(file_okay=False), default=default("export_dir"),
+              help="SavedModel folder [default: saved_models/DATASET].")
 @click.option("--no-export", is_flag=True, help="Skip the SavedModel export.")
 @click.option("--resume", is_flag=True, help="Continue the run in --output-dir from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="One line per epoch instead of a progress bar.")
@@ -155,14 +175,19 @@ def train(no_download, gaussian_scale, binarize, no_export, resume, quiet, expor
     from tfvae.config import RunConfig
     from tfvae.training import train as run
 
-    config = RunConfig.from_flat(
+    settings = {
         **options,
-        download=not no_download,
-        binarize=None if binarize == "none" else binarize,
-        gaussian_scale=gaussian_scale if gaussian_scale == "learned" else _positive_float(gaussian_scale),
-        jit_compile="auto" if jit is None else jit,
-        export_dir="" if no_export else export_dir,
-    )
+        "download": not no_download,
+        "binarize": None if binarize == "none" else binarize,
+        "gaussian_scale": gaussian_scale if gaussian_scale == "learned" else _positive_float(gaussian_scale),
+        "jit_compile": "auto" if jit is None else jit,
+        "export_dir": "" if no_export else export_dir,
+    }
+    # Options left at their defaults take the model kind's own (tfvae.registry.MODELS) where it has one.
+    context = click.get_current_context()
+    given = {name: value for name, value in settings.items()
+             if name not in KIND_DEFAULTS or context.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+    config = RunConfig.for_model(**given)
     # A progress bar in a terminal; one line per epoch in a log file or pipe, or with --quiet.
     result = run(config, resume=resume, verbose=1 if sys.stdout.isatty() and not quiet else 2)
     click.echo(_format_metrics(result.metrics))

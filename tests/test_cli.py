@@ -22,7 +22,7 @@ def test_help_does_not_import_tensorflow(tmp_path):
     # Run outside the source tree: `tfvae.cli` exists only in the installed package.
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
     result = invoke_cli("train", "--help")
-    assert result.exit_code == 0 and "--warmup-epochs" in result.output and "[default: 128; x>=1]" in result.output
+    assert result.exit_code == 0 and "--warmup-epochs" in result.output and "[default: (128;" in result.output
 
 
 @pytest.mark.parametrize(

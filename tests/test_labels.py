@@ -219,8 +219,8 @@ def test_semi_supervised_fit_on_a_dataset_with_a_known_labeled_share(labeled):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--model", "semi-supervised", "--labeled-examples", "105"], "does not divide into the 10 classes"),
-        (["--model", "semi-supervised", "--labeled-examples", "2000"], "needs 200 examples of each class"),
+        (["--model", "m2", "--labeled-examples", "105"], "does not divide into the 10 classes"),
+        (["--model", "m2", "--labeled-examples", "2000"], "needs 200 examples of each class"),
         (["--model", "conditional", "--labeled-examples", "100"], "labeled_examples applies to the semi-supervised"),
         (["--model", "conditional", "--bound-weighting", "batch"], "--bound-weighting applies to the semi-supervised"),
     ],
@@ -263,10 +263,10 @@ def test_conditional_samples_are_recognised_as_the_requested_class(labeled, mnis
 
 
 @pytest.mark.slow
-def test_cli_semi_supervised_run_reports_accuracy_and_exports_a_classifier(tmp_path):
+def test_cli_m2_run_reports_accuracy_and_exports_a_classifier(tmp_path):
     run, export_dir = tmp_path / "run", tmp_path / "export"
     result = invoke_cli(
-        "train", *MNIST_CLI, "--model", "semi-supervised", "--labeled-examples", "100", "--bound-weighting", "batch",
+        "train", *MNIST_CLI, "--model", "m2", "--labeled-examples", "100", "--bound-weighting", "batch",
         "--train-split", "test[:2000]", "--eval-split", "test[9000:9500]", "--epochs", "2", "--latent-dim", "8", "--log-likelihood-samples", "20",
         "--output-dir", str(run), "--export-dir", str(export_dir), "--quiet",
     )
@@ -274,7 +274,7 @@ def test_cli_semi_supervised_run_reports_accuracy_and_exports_a_classifier(tmp_p
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 < metrics["accuracy"] <= 1 and metrics["elbo"] < metrics["log_likelihood"] < 0, metrics
     config = read_run_config(run / "run_config.json").flat()
-    assert config["model"] == "semi-supervised" and config["labeled_examples"] == 100
+    assert config["model"] == "m2" and config["labeled_examples"] == 100
     assert config["bound_weighting"] == "batch"
     assert keras.models.load_model(max(run.rglob("epoch-*.keras"))).bound_weighting == "batch"
     # samples.png: one row per class, ten classes.
@@ -300,3 +300,33 @@ def test_cli_semi_supervised_run_reports_accuracy_and_exports_a_classifier(tmp_p
     assert result.exit_code == 0 and out.exists(), result.output
     result = invoke_cli("sample", str(run), "--label", "12", "--out", str(out))
     assert result.exit_code == 1 and "[0, 10)" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_cli_semi_supervised_trains_m1_then_m2_resumes_and_serves(tmp_path):
+    run, export_dir = tmp_path / "run", tmp_path / "export"
+    options = ["train", *MNIST_CLI, "--model", "semi-supervised", "--labeled-examples", "100", "--train-split", "test[:2000]",
+               "--eval-split", "test[9000:9500]", "--m1-epochs", "2", "--latent-dim", "8", "--log-likelihood-samples", "5",
+               "--output-dir", str(run), "--export-dir", str(export_dir), "--quiet"]
+    result = invoke_cli(*options, "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert "M1+M2, stage 1" in result.output
+    m1_config = read_run_config(run / "m1" / "run_config.json").flat()
+    assert (m1_config["model"], m1_config["epochs"], m1_config["labeled_examples"]) == ("vae", 2, None)
+    config = read_run_config(run / "run_config.json").flat()
+    # The kind's own defaults where the command line said nothing: the measured recipe.
+    assert (config["model"], config["binarize"], config["batch_size"], config["alpha"]) == ("semi-supervised", "static", 100, 10.0)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 < metrics["accuracy"] <= 1 and metrics["elbo"] < metrics["log_likelihood"] < 0, metrics
+    model = tfvae.load_model(run)
+    assert isinstance(model, tfvae.StackedSemiSupervisedVAE) and not model.m1.trainable
+
+    result = invoke_cli(*options, "--epochs", "2", "--resume")  # M1 is finished: M2 continues from its checkpoint
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (run / "checkpoints").glob("epoch-*.keras")) == ["epoch-0001.keras", "epoch-0002.keras"]
+    served = tf.saved_model.load(str(export_dir / "2"))
+    probabilities = served.signatures["classify"](images=tf.zeros((3, *SHAPE)))["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    out = tmp_path / "sevens.png"
+    result = invoke_cli("sample", str(run), "--label", "7", "-n", "8", "--out", str(out))  # through M2's p(z1|y)
+    assert result.exit_code == 0 and out.exists(), result.output

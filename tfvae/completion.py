@@ -141,9 +141,9 @@ def markov_chain(images, observed, encode, decode, prior, seed, num_samples, met
     return mean, (states if draws else None)
 
 
-def completion_log_likelihood(images, observed, encode, decode, prior, seed, num_samples, chunk_size, iwae_bound,
-                               marks_missing=False):
-    """log p(x_m | x_o) = log p(x) − log p(x_o), each importance-sampled with `num_samples` draws.
+def log_likelihoods(images, observed, encode, decode, prior, seed, num_samples, chunk_size, iwae_bound,
+                    marks_missing=False):
+    """(log p(x), log p(x_o)), each importance-sampled with `num_samples` draws; their difference is log p(x_m | x_o).
 
     `iwae_bound` is `tfvae.objectives.iwae_bound`; log p(x_o) uses the importance proposal
     (`_proposal`) and the likelihood of the observed pixels only.
@@ -152,4 +152,4 @@ def completion_log_likelihood(images, observed, encode, decode, prior, seed, num
     log_px = iwae_bound(images, encode(images), decode, prior, full_seed, num_samples, chunk_size)
     log_pxo = iwae_bound(images, _proposal(images, observed, encode, decode, marks_missing), decode, prior, observed_seed,
                          num_samples, chunk_size, observed=observed)
-    return log_px - log_pxo
+    return log_px, log_pxo

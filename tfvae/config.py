@@ -9,7 +9,7 @@ import dataclasses
 import json
 import pathlib
 
-from tfvae import names
+from tfvae import names, registry
 from tfvae.errors import RunError
 from tfvae.precision import PRECISIONS
 
@@ -47,7 +47,7 @@ class ModelConfig:
     gradient_estimator: str = "reparameterization"  # or "score_function", "doubly_reparameterized", "vimco"
     num_samples: int = 1  # L (or K for "iwae"): one sample per example suffices for the ELBO with batch >= 100
     beta: float = 1.0  # weight of the KL term
-    alpha: float = 0.1  # semi-supervised: weight of the classification loss (Kingma et al. 2014)
+    alpha: float = 10.0  # semi-supervised: weight of the classification loss (their α = 0.1·N is 0.1 here)
     bound_weighting: str = "data"  # semi-supervised: how labeled and unlabeled bounds add up
 
 
@@ -59,6 +59,7 @@ class OptimizationConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     warmup_epochs: int = 0  # > 0: KL warm-up from β=0 to `beta` over this many epochs
+    m1_epochs: int = 20  # semi-supervised (M1+M2): epochs of M1, the VAE trained first on every image
     seed: int = 0
 
 
@@ -95,13 +96,19 @@ SECTION_OF = {field.name: section for section, cls in SECTIONS.items() for field
 # Settings a resumed run must share with the run it continues: they shape the model or its data.
 RESUME_SETTINGS = (
     *(field.name for field in dataclasses.fields(ModelConfig)),
-    "dataset", "train_split", "labeled_examples", "missing", "precision",
+    "dataset", "train_split", "labeled_examples", "missing", "precision", "m1_epochs",
 )
 
+# The model kinds that learn from few labels (−1 = unknown), and the one that trains a VAE first.
+FEW_LABELS = ("semi-supervised", "m2")
+PRETRAINS_VAE = ("semi-supervised",)
 
-def default(name):
-    """The default of the setting `name` (for the command line's options)."""
-    return SECTIONS[SECTION_OF[name]].__dataclass_fields__[name].default
+
+def default(name, model=None):
+    """The default of the setting `name`: a model kind's own (`tfvae.registry.MODELS`) where it has one, else
+    the one for every kind."""
+    kind_defaults = registry.MODELS[model].run_defaults if model in registry.MODELS else {}
+    return kind_defaults.get(name, SECTIONS[SECTION_OF[name]].__dataclass_fields__[name].default)
 
 
 @dataclasses.dataclass
@@ -113,6 +120,13 @@ class RunConfig:
     optimization: OptimizationConfig = dataclasses.field(default_factory=OptimizationConfig)
     execution: ExecutionConfig = dataclasses.field(default_factory=ExecutionConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+    @classmethod
+    def for_model(cls, model=ModelConfig.model, **settings):
+        """A RunConfig for the model kind `model` with `settings` (named without their section) and, for the
+        rest, the kind's own defaults (`tfvae.registry.MODELS`), then everyone's."""
+        kind_defaults = registry.MODELS[model].run_defaults if model in registry.MODELS else {}
+        return cls.from_flat(**{**kind_defaults, **settings, "model": model})
 
     @classmethod
     def from_flat(cls, **settings):
@@ -148,8 +162,15 @@ class RunConfig:
                 flat.update({name: v for name, v in value.items() if SECTION_OF.get(name) == key})
             elif key in SECTION_OF:
                 flat[key] = value
-        if flat.get("kl") == "analytic" and "model" not in data:
-            flat["kl"] = "auto"  # the flat records' "analytic" was the default, which "auto" now is
+        if not any(isinstance(data.get(section), dict) for section in SECTIONS):  # written before the sections
+            if flat.get("kl") == "analytic":
+                flat["kl"] = "auto"  # "analytic" was the default, which "auto" now is
+            if flat.get("model") == "semi-supervised":
+                flat["model"] = "m2"  # "semi-supervised" then named M2
+            if flat.get("model") == "m2":
+                flat.setdefault("alpha", 0.1)  # the default then
+            else:
+                flat.pop("alpha", None)  # recorded for every kind, used by none but M2
         return cls.from_flat(**flat)
 
     def validate(self):
@@ -187,7 +208,7 @@ class RunConfig:
             names.check_choice(name, value, choices)
         names.check_objective(model.objective, model.gradient_estimator, model.num_samples)
         labeled = model.model != "vae"
-        few_labels = model.model in ("semi-supervised", "m1+m2")
+        few_labels = model.model in FEW_LABELS
         if data.labeled_examples is not None:
             if not few_labels:
                 raise RunError(
@@ -208,6 +229,10 @@ class RunConfig:
                 raise RunError(str(error).replace("missing=", "--missing ")) from None
             if few_labels:
                 raise RunError("--missing applies to --model vae or conditional: a classifier q(y|x) needs whole images.")
+        if optimization.m1_epochs != default("m1_epochs") and model.model not in PRETRAINS_VAE:
+            raise RunError("--m1-epochs applies to --model semi-supervised (M1+M2), which trains a VAE first.")
+        if isinstance(optimization.m1_epochs, bool) or not isinstance(optimization.m1_epochs, int) or optimization.m1_epochs < 1:
+            raise RunError(f"Expected m1_epochs >= 1. Received: m1_epochs={optimization.m1_epochs!r}")
 
 
 def read_run_config(path):

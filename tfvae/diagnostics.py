@@ -54,7 +54,7 @@ def gradient_variance(vae, images, gradient_estimators=("reparameterization", "s
         def gradient(draw_seed, estimator=estimator, baseline=baseline):
             with tf.GradientTape() as tape:
                 terms = objectives.bound_terms(
-                    images, vae._posterior(images, labels), vae._decoder_for(labels), vae.prior_distribution(), draw_seed,
+                    images, vae._posterior(images, labels), vae._decoder_for(labels), vae.prior_distribution(labels), draw_seed,
                     objective=objective,
                     gradient_estimator=estimator, num_samples=num_samples, kl=vae.kl_estimator, beta=vae.beta, baseline=baseline,
                 )

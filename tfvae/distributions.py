@@ -90,9 +90,26 @@ def kl_divergence(posterior, prior, z, estimator):
     return tf.reduce_mean(posterior.log_prob(z) - prior.log_prob(z), axis=0)
 
 
-def gaussian_marginals(distribution, seed=(0, 0)):
-    """N(mean_d, std_d) for each latent dimension d, batch shape (*batch, latent): the exact marginals of a
-    Gaussian; moments from `MOMENT_SAMPLES` fixed-seed draws for a distribution without closed-form ones."""
+def draw(distribution, n, seed):
+    """`n` latent codes (n, latent): one from each member of a distribution whose batch holds `n` (a prior given
+    each example's label), or `n` from a distribution without a batch."""
+    if distribution.batch_shape.rank:
+        return sample(distribution, 1, seed)[0]
+    return sample(distribution, n, seed)
+
+
+def marginals(distribution, seed=(0, 0)):
+    """The 1-d marginal of each latent dimension, a distribution of batch shape (*batch, latent): exact for
+    Gaussians and mixtures of them (a mixture of the components' marginals), moment-matched from
+    `MOMENT_SAMPLES` fixed-seed draws for a distribution without closed-form moments (a flow)."""
+    if isinstance(distribution, tfd.MixtureSameFamily):
+        components = marginals(distribution.components_distribution, seed)  # (*batch, K, latent)
+        move = lambda t: tf.experimental.numpy.moveaxis(t, -2, -1)  # components last: (*batch, latent, K)
+        logits = distribution.mixture_distribution.logits_parameter()[..., None, :]  # (*batch, 1, K)
+        return tfd.MixtureSameFamily(
+            tfd.Categorical(logits=tf.broadcast_to(logits, tf.shape(move(components.mean())))),
+            tfd.Normal(move(components.mean()), move(components.stddev())),
+        )
     try:
         return tfd.Normal(distribution.mean(), distribution.stddev())
     except NotImplementedError:

@@ -1,8 +1,9 @@
 """Held-out evaluation: ELBO terms, importance-sampled log-likelihood, active units, and accuracy where a model classifies."""
 
 import numpy as np
+import tensorflow as tf
 
-from tfvae.distributions import marginal_kl, point
+from tfvae.distributions import marginal_kl, marginals, point
 
 # A latent unit is active when its posterior mean varies across the data by more than this, in units of the
 # prior's variance (Burda et al. 2015, section 5.2, with a N(0, I) prior).
@@ -28,13 +29,13 @@ def latent_summary(vae, images, labels=None, batch_size=1000):
     code of q(z|x) (`tfvae.distributions.point`), and KL(q(z_d|x) || p(z_d)) of each dimension's marginals
     against the model's own prior, in nats."""
     labels = vae.labels_used(labels)
-    prior_marginals = vae.prior.marginals(vae.prior_distribution())
     codes, kl = [], []
     for start in range(0, len(images), batch_size):
-        posterior = vae.encode(images[start : start + batch_size],
-                               None if labels is None else labels[start : start + batch_size])
+        batch_labels = None if labels is None else labels[start : start + batch_size]
+        posterior = vae.encode(images[start : start + batch_size], batch_labels)
+        prior = vae.prior_distribution(None if batch_labels is None else tf.constant(batch_labels))
         codes.append(point(posterior).numpy())
-        kl.append(marginal_kl(vae.encoder.posterior.marginals(posterior), prior_marginals).numpy())
+        kl.append(marginal_kl(marginals(posterior), marginals(prior)).numpy())
     return np.concatenate(codes), np.concatenate(kl)
 
 
@@ -43,7 +44,7 @@ def latent_statistics(vae, images, labels=None):
     in nats, and `activity`, the variance of the point code over the images in units of the prior's variance
     of z_d (Burda et al.'s Var_x E_q[z_d] for N(0, I)); a unit is active above ACTIVE_UNIT_THRESHOLD."""
     codes, kl = latent_summary(vae, images, labels)
-    prior_variance = vae.prior.marginals(vae.prior_distribution()).variance().numpy()
+    prior_variance = marginals(vae.prior_distribution()).variance().numpy()
     return {"kl": kl.mean(axis=0), "activity": np.var(codes, axis=0) / prior_variance}
 
 
@@ -52,29 +53,32 @@ def active_units(vae, images, threshold=ACTIVE_UNIT_THRESHOLD, labels=None):
     return int(np.sum(latent_statistics(vae, images, labels)["activity"] > threshold))
 
 
-def evaluate(vae, images, log_likelihood_samples=1000, seed=0, labels=None):
+def evaluate(model, images, log_likelihood_samples=1000, seed=0, labels=None):
     """Mean held-out `elbo`, `reconstruction`, `kl`, `log_likelihood` (nats per example) and `active_units`.
 
-    Conditional models are evaluated given the true `labels` (log p(x|y));
-    semi-supervised ones add the classifier's `accuracy`. `log_likelihood_samples`
-    = 0 skips the importance-sampled estimate, the long stage, which shows a
-    progress bar in a terminal and a log line elsewhere.
+    A conditional VAE is evaluated given the true `labels` (bounds on log p(x|y)). A model with a
+    classifier (M2, M1+M2) bounds log p(x) with the label summed out, as it treats unlabeled images, and
+    adds the classifier's `accuracy` on `labels`. `log_likelihood_samples` = 0 skips the
+    importance-sampled estimate, the long stage, which shows a progress bar in a terminal and a log line
+    elsewhere. Active units are those of the model of images (M1 for M1+M2).
     """
-    labels = vae.labels_used(labels)
-    if vae.num_classes and labels is None:
+    classifies = hasattr(model, "classify")
+    given = None if classifies else model.labels_used(labels)
+    if model.num_classes and not classifies and given is None:
         raise ValueError("This model is conditional: evaluate it on labeled data (images and their labels).")
-    terms = vae.elbo_terms(images, seed=seed, labels=labels)
+    terms = model.elbo_terms(images, seed=seed, labels=given)
     metrics = {name: float(np.mean(values)) for name, values in terms.items()}
     if log_likelihood_samples:
-        estimate = vae.log_likelihood(
-            images, num_samples=log_likelihood_samples, seed=seed, labels=labels,
+        estimate = model.log_likelihood(
+            images, num_samples=log_likelihood_samples, seed=seed, labels=given,
             progress=f"Importance-sampled log p(x), K={log_likelihood_samples}",
         )
         metrics["log_likelihood"] = float(np.mean(estimate))
         metrics["log_likelihood_samples"] = log_likelihood_samples
-    if hasattr(vae, "classify"):
-        metrics["accuracy"] = vae.accuracy(images, labels)
-    metrics["active_units"] = active_units(vae, images, labels=labels)
+    if classifies and labels is not None:
+        metrics["accuracy"] = model.accuracy(images, labels)
+    vae = model.image_model()
+    metrics["active_units"] = active_units(vae, images, labels=vae.labels_used(labels))
     metrics["latent_dim"] = vae.latent_dim
     metrics["num_examples"] = len(images)
     return metrics

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from tfvae import completion, run_directory
 from tfvae._version import __version__
-from tfvae.distributions import point
+from tfvae.distributions import marginals, point
 from tfvae.likelihoods import BernoulliLikelihood
 
 logger = logging.getLogger("tfvae")
@@ -56,7 +56,7 @@ def serving_functions(model):
 
     def encode(images, *labels):
         posterior = vae._posterior(images, *labels)
-        return {"loc": point(posterior), "scale": vae.encoder.posterior.marginals(posterior).stddev()}
+        return {"loc": point(posterior), "scale": marginals(posterior).stddev()}
 
     def decode(z, *labels):
         likelihood = vae._decoder_for(*labels)(z)
@@ -88,7 +88,7 @@ def serving_functions(model):
 
     def complete(images, observed, seed, *labels):
         mean, _ = completion.importance(
-            images, observed, lambda x: vae._posterior(x, *labels), vae._decoder_for(*labels), vae.prior_distribution(),
+            images, observed, lambda x: vae._posterior(x, *labels), vae._decoder_for(*labels), vae.prior_distribution(*labels),
             tf.stack([seed, 0]), SERVING_COMPLETION_SAMPLES, completion_chunk, marks_missing=vae.missing_data,
         )
         return {"completion": mean}

@@ -166,38 +166,49 @@ def _dreg_pieces(images, posterior, decode, prior, z, beta, observed=None):
     return log_likelihood, decoder_part + encoder_part
 
 
+def label_marginal_terms(per_class, label_posterior):
+    """Terms of a bound on log p(x) with the label unknown, from the conditional bound of every (class, example) pair.
+
+    `per_class` holds `bound_terms` outputs of shape (C, B); `label_posterior` r(y|x) has batch shape (B,).
+    U(x) = Σ_y r(y|x) [L(x, y) + log p(y)] + H(r(y|x)), p(y) uniform, the sum over classes taken exactly: a
+    bound for any r, M2's unlabeled bound with r = q(y|x), and log Σ_y p(y) exp L(x, y) with r ∝ p(y) exp L(x, y).
+    "kl" includes the label's part, KL(r(y|x) || p(y)), so elbo = −(reconstruction + kl).
+    """
+    log_prior_y = -math.log(per_class["loss"].shape[0])
+    probs = tf.transpose(label_posterior.probs_parameter())  # (C, B)
+    entropy = label_posterior.entropy()
+    expected = lambda values: tf.reduce_sum(probs * values, axis=0)
+    reconstruction = expected(per_class["reconstruction"])
+    kl = expected(per_class["kl"]) - entropy - log_prior_y
+    return {"loss": expected(per_class["loss"]) - entropy - log_prior_y, "reconstruction": reconstruction, "kl": kl,
+            "elbo": -(reconstruction + kl)}
+
+
 def semi_supervised_terms(per_class, class_posterior, labels, alpha, labeled_fraction):
     """Model M2's per-example terms (Kingma et al. 2014) from the conditional bound of every (class, example) pair.
 
     `per_class` holds `bound_terms` outputs of shape (C, B) for example b given class c;
     `class_posterior` is q(y|x) with batch shape (B,); `labels` (B,) has −1 for unlabeled examples.
       labeled:   L(x, y) = bound(x | y) + log p(y), and α-weighted −log q(y|x);
-      unlabeled: U(x) = Σ_y q(y|x) L(x, y) + H(q(y|x)), the sum over classes taken exactly.
+      unlabeled: U(x) = Σ_y q(y|x) L(x, y) + H(q(y|x)) (`label_marginal_terms`).
     "kl" includes the label's part (−log p(y), or KL(q(y|x) || p(y))), so elbo = −(reconstruction + kl).
     In training, bounds are weighted so that any mix of labeled and unlabeled examples in a batch
     estimates the data set's mean bound given its `labeled_fraction` (None: unweighted, as in
     evaluation); the classification term is α times
     the batch's mean −log q(y|x) over labeled examples, i.e. α·N/N_l per labeled example.
     """
-    num_classes = per_class["loss"].shape[0]
-    log_prior_y = -math.log(num_classes)  # p(y) uniform
+    log_prior_y = -math.log(per_class["loss"].shape[0])  # p(y) uniform
     labeled = labels >= 0
     safe_labels = tf.where(labeled, tf.cast(labels, tf.int32), 0)
     probs = tf.transpose(class_posterior.probs_parameter())  # (C, B)
-    entropy = class_posterior.entropy()
+    unlabeled = label_marginal_terms(per_class, class_posterior)
 
     def given_label(values):
         return tf.gather(tf.transpose(values), safe_labels[:, None], batch_dims=1)[:, 0]
 
-    def expected(values):
-        return tf.reduce_sum(probs * values, axis=0)
-
-    def either(labeled_value, unlabeled_value):
-        return tf.where(labeled, labeled_value, unlabeled_value)
-
-    reconstruction = either(given_label(per_class["reconstruction"]), expected(per_class["reconstruction"]))
-    kl = either(given_label(per_class["kl"]) - log_prior_y, expected(per_class["kl"]) - entropy - log_prior_y)
-    bound_loss = either(given_label(per_class["loss"]), expected(per_class["loss"]) - entropy) - log_prior_y
+    reconstruction = tf.where(labeled, given_label(per_class["reconstruction"]), unlabeled["reconstruction"])
+    kl = tf.where(labeled, given_label(per_class["kl"]) - log_prior_y, unlabeled["kl"])
+    bound_loss = tf.where(labeled, given_label(per_class["loss"]) - log_prior_y, unlabeled["loss"])
 
     mask = tf.cast(labeled, tf.float32)
     batch = tf.cast(tf.size(labels), tf.float32)

@@ -116,15 +116,17 @@ def latent_space(vae, images, labels=None, class_names=None, colour_by=None):
     return figure
 
 
-def manifold_grid(vae, centre, basis, size=20, low=0.05, high=0.95, seed=0):
+def manifold_grid(vae, centre, basis, size=20, low=0.05, high=0.95, seed=0, label=None):
     """(size, axes) coordinates along each direction of the plane (centre, basis) at the model's own prior's
-    quantiles from `low` to `high`, from `PRIOR_DRAWS` fixed-seed draws of p(z) projected on it (Kingma &
-    Welling's figure 4 takes N(0, 1)'s quantiles, which these are for the standard normal prior)."""
+    quantiles from `low` to `high`, from `PRIOR_DRAWS` fixed-seed draws of p(z) (p(z|y = label) for a prior
+    of labels) projected on it (Kingma & Welling's figure 4 takes N(0, 1)'s quantiles, which these are for
+    the standard normal prior)."""
     import tensorflow as tf
 
-    from tfvae.distributions import sample
+    from tfvae.distributions import draw
 
-    draws = sample(vae.prior_distribution(), PRIOR_DRAWS, tf.constant([seed, 0], tf.int32)).numpy()
+    labels = vae.labels_used(tf.fill([PRIOR_DRAWS], label or 0))
+    draws = draw(vae.prior_distribution(labels), PRIOR_DRAWS, tf.constant([seed, 0], tf.int32)).numpy()
     return np.quantile((draws - centre) @ basis.T, np.linspace(low, high, size), axis=0)
 
 
@@ -132,7 +134,7 @@ def manifold(vae, images, labels=None, size=20, label=None):
     """Decoder means over a grid of the latent plane at the prior's quantiles; a model of labels takes `label`."""
     plt = _pyplot()
     centre, basis = leading_plane(_codes(vae, images, labels))
-    values = manifold_grid(vae, centre, basis, size)  # (size, 1 or 2)
+    values = manifold_grid(vae, centre, basis, size, label=label)  # (size, 1 or 2)
     if vae.latent_dim == 1:
         codes = centre + values
         rows, columns = 1, size

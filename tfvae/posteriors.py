@@ -3,7 +3,8 @@
 An `Encoder` projects its body's features to `head.params_size(latent_dim)` values per example and calls the
 head on them. Heads keep float32 parameters (KL terms and log-densities stay well defined under mixed
 precision). A new posterior is a subclass of `BasePosterior` here plus its entry in `tfvae.registry.POSTERIORS`:
-sampling, DReG/STL's stopped copy, KL and point codes come from `tfvae.distributions` for any distribution.
+sampling, DReG/STL's stopped copy, KL, point codes and marginals come from `tfvae.distributions` for any
+distribution.
 """
 
 import math
@@ -13,7 +14,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import registry
-from tfvae.distributions import SCALE_FLOOR, gaussian_marginals
+from tfvae.distributions import SCALE_FLOOR
 
 tfd = tfp.distributions
 
@@ -28,11 +29,6 @@ class BasePosterior(keras.layers.Layer):
     def params_size(self, latent_dim):
         """How many raw values per example the encoder's projection gives this head."""
         raise NotImplementedError
-
-    def marginals(self, posterior):
-        """q(z_d|x) for each dimension d, a distribution of batch shape (B, latent_dim) (per-dimension KL, plots)."""
-        return gaussian_marginals(posterior)
-
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class DiagonalGaussian(BasePosterior):

@@ -12,11 +12,14 @@ import importlib
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    """A part: the module and attribute that define it, and what it is in one line."""
+    """A part: the module and attribute that define it, what it is in one line, and (for a model kind) the run
+    settings it trains best with where they differ from `tfvae.config`'s (`tfvae train` applies them unless
+    the command line sets them)."""
 
     module: str
     attribute: str
     summary: str
+    run_defaults: dict = dataclasses.field(default_factory=dict)
 
     def load(self):
         """The class (or builder) itself, imported on first use."""
@@ -32,17 +35,23 @@ class Entry:
 MODELS = {
     "vae": Entry("tfvae.models.vae", "VAE", "p(x): generation, density estimation, completion; no labels"),
     "conditional": Entry("tfvae.models.conditional", "ConditionalVAE",
-                         'p(x|y) (Sohn et al. 2015): "give me a 7"; every example labeled'),
-    "semi-supervised": Entry("tfvae.models.semi_supervised", "SemiSupervisedVAE",
-                             "M2 (Kingma et al. 2014): p(x|y) and a classifier q(y|x) from few labels (-1 = unknown)"),
-    "m1+m2": Entry("tfvae.models.stacked", "StackedSemiSupervisedVAE",
-                   "M1+M2 (ibid.): M2 on the codes of a trained, frozen VAE; the best classifier from few labels"),
+                         'p(x|y) (Sohn et al. 2015): "give me a 7"; every example labeled',
+                         {"prior": "class_conditional"}),
+    "semi-supervised": Entry("tfvae.models.stacked", "StackedSemiSupervisedVAE",
+                             "M1+M2 (Kingma et al. 2014): M2 on the codes of a VAE trained first on every image; "
+                             "the best classifier from few labels (-1 = unknown)",
+                             {"latent_dim": 50, "binarize": "static", "epochs": 30, "batch_size": 100}),
+    "m2": Entry("tfvae.models.semi_supervised", "SemiSupervisedVAE",
+                "M2 (ibid.): p(x|y) and a classifier q(y|x) trained together on pixels (-1 = unknown)",
+                {"latent_dim": 50}),
 }
 
 # Priors p(z) (`tfvae.priors`).
 PRIORS = {
     "standard_normal": Entry("tfvae.priors", "StandardNormal", "N(0, I)"),
     "mixture": Entry("tfvae.priors", "MixtureOfGaussians", "a mixture of diagonal Gaussians with learned weights, means, scales"),
+    "class_conditional": Entry("tfvae.priors", "ClassConditionalNormal",
+                               "p(z|y): a learned Gaussian per class (Sohn et al. 2015), for models of labels"),
 }
 
 # Approximate posteriors q(z|x), the encoder's head (`tfvae.posteriors`).

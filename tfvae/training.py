@@ -22,7 +22,7 @@ import keras
 from tfvae import allocator, checkpoints, evaluation, export, images, precision, registry, run_directory, strategies
 from tfvae.callbacks import DivergenceGuard, KLWarmup, TensorBoardImages
 from tfvae.checkpoints import load_model  # noqa: F401 -- tfvae.training.load_model stays available
-from tfvae.config import RESUME_SETTINGS, RunConfig, read_run_config  # noqa: F401 -- tfvae.training.RunConfig stays available
+from tfvae.config import RESUME_SETTINGS, RunConfig, default, read_run_config  # noqa: F401 -- tfvae.training.RunConfig stays available
 from tfvae.data import load_dataset
 from tfvae.errors import RunError, TrainingDiverged, TrainingInterrupted
 
@@ -79,14 +79,14 @@ def _export_dir(config):
     return pathlib.Path(config.output.export_dir or os.path.join("saved_models", config.data.dataset))
 
 
-def build_model(config, info, missing_data=False):
+def build_model(config, info, missing_data=False, **trained_parts):
     """The model described by `config` for the data `info` describes, compiled (call inside the strategy's scope).
 
     The kind comes from `tfvae.registry.MODELS`; `missing_data` builds a model that takes images with missing
-    (NaN) pixels.
+    (NaN) pixels; `trained_parts` are models a kind is built on (M1+M2's `m1`).
     """
     model_class = registry.lookup("model", config.model.model)
-    model = model_class.from_run_config(config.model, info, missing_data=missing_data)
+    model = model_class.from_run_config(config.model, info, missing_data=missing_data, **trained_parts)
     model.compile(
         optimizer=keras.optimizers.Adam(config.optimization.learning_rate),
         jit_compile=config.execution.jit_compile,
@@ -166,6 +166,9 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
         raise RunError(
             f"{output_dir} already holds a run. Continue it with --resume, or choose another --output-dir."
         )
+    trained_parts = {}
+    if registry.lookup("model", config.model.model).pretrains_image_model:
+        trained_parts["m1"] = _train_image_model(config, output_dir, verbose)
     train_data, info, eval_data, missing_data = _load_data(config)
     execution = config.execution
     with strategy.scope(), precision.precision(execution.precision):
@@ -174,7 +177,7 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
             model, initial_epoch = latest
             model.configure_execution(execution.jit_compile, execution.steps_per_execution)
         else:
-            model = build_model(config, info, missing_data)
+            model = build_model(config, info, missing_data, **trained_parts)
             initial_epoch = 0
     # What the run does, as fit will fit it: no more steps per execution than an epoch has.
     steps_per_epoch = int(train_data.cardinality())
@@ -231,6 +234,18 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
     return finish_run(model, config, eval_data, history, output_dir if chief else None)
 
 
+def _train_image_model(config, output_dir, verbose):
+    """Stage one of M1+M2: the VAE M1, trained on every training image (no labels) as its own run in
+    `output_dir`/m1 (resumed there when the run is), for `m1_epochs` epochs; returns the trained model."""
+    m1_dir = output_dir / "m1"
+    settings = {name: default(name) for name in ("alpha", "bound_weighting", "m1_epochs", "labeled_examples")}
+    m1_config = config.replace(model="vae", epochs=config.optimization.m1_epochs, output_dir=str(m1_dir), export_dir="",
+                               log_likelihood_samples=0, **settings)
+    logger.info("M1+M2, stage 1: the VAE M1 on every training image, %d epochs, in %s.", m1_config.optimization.epochs,
+                m1_dir)
+    return train(m1_config, resume=run_directory.holds_run(m1_dir), verbose=verbose).model
+
+
 def _backed_up_epoch(backup_dir):
     """The epoch a `BackupAndRestore` backup will resume from (0 without one)."""
     try:
@@ -247,10 +262,9 @@ def finish_run(model, config, eval_data, history, output_dir):
     if output_dir is None:
         return RunResult(model, history, metrics, None)
     checkpoints.write_json_atomically(output_dir / "metrics.json", metrics)
-    vae = model.image_model()
     with run_directory.writing(f"the image grids in {output_dir}"):
-        images.save_samples(vae, output_dir / "samples.png", seed=seed)
-        images.save_reconstructions(vae, held_out[:32], output_dir / "reconstructions.png",
+        images.save_samples(model, output_dir / "samples.png", seed=seed)
+        images.save_reconstructions(model.image_model(), held_out[:32], output_dir / "reconstructions.png",
                                     labels=None if labels is None else labels[:32])
     export_path = None
     if _export_dir(config) is not None:

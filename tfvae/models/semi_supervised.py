@@ -21,9 +21,9 @@ class SemiSupervisedVAE(VAE):
     """M2: `fit` on (images, labels) where −1 marks an unlabeled example; `classify(images)` is q(y|x).
 
     The classification loss on labeled examples is weighted by `alpha` times
-    the ratio of all to labeled examples (Kingma et al. 2014, eq. 9 with their
-    α = 0.1·N): per batch, α times the mean −log q(y|x) over its labeled
-    examples. `bound_weighting` says how labeled and unlabeled bounds add up:
+    the ratio of all to labeled examples (Kingma et al. 2014, eq. 9, whose
+    α = 0.1·N is alpha = 0.1 here): per batch, α times the mean −log q(y|x) over
+    its labeled examples. The default, 10, measured best (benchmarks/RESULTS.md). `bound_weighting` says how labeled and unlabeled bounds add up:
       "data"   reweighted so that a batch of any labeled share estimates the whole
                data set's mean bound, each labeled example counting once as in the
                paper's J (`labeled_fraction`, the share of labeled examples in the
@@ -40,7 +40,7 @@ class SemiSupervisedVAE(VAE):
     allows_unlabeled = True
     run_uses_labels = True
 
-    def __init__(self, encoder, decoder, classifier, alpha=0.1, labeled_fraction=None, bound_weighting="data", **kwargs):
+    def __init__(self, encoder, decoder, classifier, alpha=10.0, labeled_fraction=None, bound_weighting="data", **kwargs):
         if not encoder.num_classes or classifier.num_classes != encoder.num_classes:
             raise ValueError(
                 "Expected networks conditioned on labels and a classifier of the same num_classes > 0. Received: "
@@ -68,7 +68,7 @@ class SemiSupervisedVAE(VAE):
 
     @classmethod
     def for_images(cls, input_shape, num_classes, latent_dim=20, architecture="mlp", likelihood="bernoulli",
-                   gaussian_scale=0.1, prior="standard_normal", posterior="diagonal", alpha=0.1, bound_weighting="data",
+                   gaussian_scale=0.1, prior="standard_normal", posterior="diagonal", alpha=10.0, bound_weighting="data",
                    **vae_options):
         """M2 with MLP or conv networks; the classifier has the encoder's body. Options as `VAE.for_images`."""
         networks.check_num_classes(num_classes, minimum=2)
@@ -106,6 +106,10 @@ class SemiSupervisedVAE(VAE):
 
     def _class_posterior(self, images):
         """q(y|x) of a float32 tensor batch, unchecked (for batched inference and serving): the classifier."""
+        return self.classifier(images)
+
+    def _label_posterior(self, images, per_class):
+        """q(y|x): an unknown label is summed out under the classifier, as M2's unlabeled bound does."""
         return self.classifier(images)
 
     def compute_terms(self, data, seed, training=False):

@@ -10,12 +10,32 @@ pixels (benchmarks/RESULTS.md measures what that gains).
 import keras
 import tensorflow as tf
 
-from tfvae import networks
-from tfvae.distributions import RANDOM_ALGORITHM, point, sample
+from tfvae import networks, objectives
+from tfvae.distributions import RANDOM_ALGORITHM, image_log_prob, point, sample
 from tfvae.models.base import BaseVAE
 from tfvae.models.semi_supervised import SemiSupervisedVAE, classification_accuracy
 from tfvae.models.vae import VAE
 from tfvae.validation import check_fit_input, check_images, check_labeled_fit_input, check_labels
+
+# Draws of z2 (per class) behind M2's estimate of the density of one code, in M1+M2's log-likelihood; and
+# draws of z1 taken at once (each costs M2's whole estimate, so fewer than a VAE's chunk).
+CODE_SAMPLES = 10
+CODE_CHUNK = 4
+
+
+class _CodeDensity:
+    """log p̂(z1) of M1 codes (K, B, latent) by M2's importance-sampled log-likelihood: the prior over z1 that
+    `objectives.iwae_bound` weighs M1's draws by."""
+
+    def __init__(self, stacked, seed, labels):
+        self.stacked, self.seed, self.labels = stacked, seed, labels
+
+    def log_prob(self, z1):
+        draws = tf.shape(z1)[0]
+        labels = None if self.labels is None else tf.tile(self.labels, [draws])
+        codes = self.stacked._as_codes(z1)
+        log_density = self.stacked.m2._log_likelihood(codes, self.seed, labels, CODE_SAMPLES, CODE_SAMPLES)
+        return tf.reshape(log_density, tf.shape(z1)[:-1])
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -31,6 +51,7 @@ class StackedSemiSupervisedVAE(BaseVAE):
     tracked = SemiSupervisedVAE.tracked
     parts = ("m1", "m2")
     run_uses_labels = True
+    pretrains_image_model = True  # `tfvae train` trains M1 first (`tfvae.training`)
 
     def __init__(self, m1, m2, **kwargs):
         if not isinstance(m1, VAE) or not isinstance(m2, SemiSupervisedVAE):
@@ -80,6 +101,18 @@ class StackedSemiSupervisedVAE(BaseVAE):
         )
         return cls(m1, m2, seed=seed)
 
+    @classmethod
+    def from_run_config(cls, model, info, missing_data=False, m1=None):
+        """M1+M2 as a run's `ModelConfig` (`model`) describes it, on the codes of `m1`, the VAE the run trained
+        first (`tfvae.training`); the labeled share comes from the data `info` describes."""
+        del missing_data  # refused by the run configuration: a classifier needs whole images
+        stacked = cls.on_codes_of(m1, info.num_classes, latent_dim=model.latent_dim, alpha=model.alpha,
+                                  bound_weighting=model.bound_weighting, beta=model.beta, kl=model.kl,
+                                  num_samples=model.num_samples, objective=model.objective,
+                                  gradient_estimator=model.gradient_estimator)
+        stacked.labeled_fraction = info.num_labeled / info.num_examples
+        return stacked
+
     def image_model(self):
         """M1, the VAE of images: its signatures (encode, sample, complete, ...) are served beside `classify`."""
         return self.m1
@@ -103,6 +136,59 @@ class StackedSemiSupervisedVAE(BaseVAE):
     @labeled_fraction.setter
     def labeled_fraction(self, value):
         self.m2.labeled_fraction = value
+
+    @property
+    def num_samples(self):
+        return self.m2.num_samples
+
+    def labels_used(self, labels):
+        """No labels: M1, the model of images, takes none (M2 learns them from its codes)."""
+        del labels
+
+    # The model of images: M1's p(x|z1), with M2's p(z1) = Σ_y p(y) ∫ p(z2) p(z1|y, z2) as its prior ----------------
+
+    def _data_arrays(self, images, labels):
+        check_images(images, self.image_shape, self.data_support)
+        labels = None if labels is None else check_labels(labels, len(images), self.num_classes)
+        return (images,) if labels is None else (images, labels)
+
+    def _code_draws(self, images, seed, num_samples):
+        """(q(z1|x), draws z1 of shape (K, B, m1.latent_dim))."""
+        posterior = self.m1.encoder(images)
+        return posterior, sample(posterior, num_samples, seed)
+
+    def _as_codes(self, z1):
+        """M1 codes (..., latent) as M2's one-pixel images (N, 1, 1, latent), leading axes flattened."""
+        return tf.reshape(z1, [-1, *self.m2.image_shape])
+
+    def _elbo_terms(self, images, seed, labels, num_samples):
+        """E_q(z1|x)[log p(x|z1) − log q(z1|x) + M2's bound on log p(z1)] (given y: log p(z1|y)), K draws of z1."""
+        code_seed, m2_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=RANDOM_ALGORITHM))
+        posterior, z1 = self._code_draws(images, code_seed, num_samples)  # (K, B, latent)
+        log_likelihood = image_log_prob(self.m1.decoder(z1), images)  # (K, B)
+        code_labels = None if labels is None else tf.tile(labels, [num_samples])
+        code_bound = self.m2._elbo_terms(self._as_codes(z1), m2_seed, code_labels, 1)["elbo"]
+        kl = tf.reduce_mean(posterior.log_prob(z1) - tf.reshape(code_bound, tf.shape(log_likelihood)), axis=0)
+        reconstruction = -tf.reduce_mean(log_likelihood, axis=0)
+        return {"elbo": -(reconstruction + kl), "reconstruction": reconstruction, "kl": kl}
+
+    def _log_likelihood(self, images, seed, labels, num_samples, chunk_size):
+        """log (1/K) Σ_k p(x|z1_k) p̂(z1_k) / q(z1_k|x), p̂(z1) M2's own importance-sampled estimate
+        (`CODE_SAMPLES` draws, the label summed out unless given): a bound on log p(x) that rises with K."""
+        code_prior = _CodeDensity(self, seed, labels)
+        return objectives.iwae_bound(images, self.m1.encoder(images), self.m1.decoder, code_prior, seed, num_samples,
+                                     min(chunk_size, CODE_CHUNK))
+
+    def sample(self, n, seed=None, mode="mean", labels=None):
+        """`n` images from M1+M2's generative model: y ~ p(y) (or `labels`), z2 ~ p(z2), z1 ~ p(z1|y, z2), then
+        M1's p(x|z1): its mean, or a draw with mode="sample"."""
+        seed = 0 if seed is None else seed
+        codes = self.m2.sample(n, seed=seed, mode="sample", labels=labels)  # (n, 1, 1, m1.latent_dim)
+        return self.m1.sample_from(tf.reshape(codes, [-1, self.m1.latent_dim]), seed + 1, mode)
+
+    def complete(self, *args, **kwargs):
+        """M1's completion (`tfvae.VAE.complete`): the missing pixels from M1 with its own N(0, I) prior."""
+        return self.m1.complete(*args, **kwargs)
 
     def _codes(self, images, seed=None):
         """M1's code of each image, shaped as M2's inputs (B, 1, 1, m1.latent_dim): a draw z1 ~ q(z1|x),

@@ -16,16 +16,12 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import completion, masks, networks, objectives
-from tfvae.distributions import choose_kl, point, sample
+from tfvae.distributions import choose_kl, draw, point
 from tfvae.limits import MAX_TENSOR_ELEMENTS, check_count
 from tfvae.models.base import BaseVAE
 from tfvae.names import KL_ESTIMATORS, check_choice
 from tfvae.priors import StandardNormal, make_prior
 from tfvae.validation import check_fit_input, check_images, check_labeled_fit_input, check_labels
-
-# Elements (samples x batch x pixels) of one importance-sampling chunk: bounds memory for large K, and at
-# 2**21 (8 MB) ran 1.2x faster under XLA on CPU than at 2**24 (benchmarks/evaluation_throughput.py).
-IWAE_CHUNK_ELEMENTS = 2**21
 
 tfd = tfp.distributions
 
@@ -41,6 +37,12 @@ def image_parts(input_shape, latent_dim=20, architecture="mlp", likelihood="bern
     encoder, decoder = networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale,
                                                num_classes, missing_data, posterior)
     return encoder, decoder, make_prior(prior, name="prior") if isinstance(prior, str) else prior
+
+
+def _check_mode(mode):
+    if mode not in SAMPLE_MODES:
+        raise ValueError(f"Unknown mode {mode!r}. Expected one of {sorted(SAMPLE_MODES)}.")
+    return mode
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -76,6 +78,7 @@ class VAE(BaseVAE):
     parts = ("encoder", "decoder", "prior")
     allows_unlabeled = False  # whether label −1 (unknown) may appear in training data
     run_uses_labels = False  # whether `tfvae train` loads labels for this kind of model
+    pretrains_image_model = False  # whether `tfvae train` first trains a VAE whose codes the model learns from
 
     def __init__(
         self,
@@ -111,10 +114,21 @@ class VAE(BaseVAE):
         if self.gradient_estimator == "score_function":
             # Running mean of the learning signal, the score-function estimator's control variate.
             self.baseline = keras.Variable(0.0, trainable=False, name="baseline", dtype="float32", aggregation="mean")
+        if self.prior.takes_labels and not self.num_classes:
+            raise ValueError(
+                f"The prior {type(self.prior).__name__} is p(z|y), for models of labels; this model's networks take no "
+                "labels. Build them with num_classes (tfvae.ConditionalVAE), or choose a prior of z alone."
+            )
         self.build((None, *self.image_shape))
-        probe = self._posterior(tf.zeros((1, *self.image_shape)))
+        if self.prior.latent_dim != self.latent_dim:
+            raise ValueError(
+                f"Expected the prior's latent_dim to be the networks' ({self.latent_dim}). "
+                f"Received: latent_dim={self.prior.latent_dim}"
+            )
+        probe_labels = tf.zeros([1], tf.int32) if self.num_classes else None
+        probe = self._posterior(tf.zeros((1, *self.image_shape)), probe_labels)
         objectives.check_reparameterizable(probe, self.gradient_estimator)
-        self.kl_estimator = choose_kl(self.kl, probe, self.prior_distribution())
+        self.kl_estimator = choose_kl(self.kl, probe, self.prior_distribution(probe_labels))
 
     @classmethod
     def for_images(
@@ -196,14 +210,15 @@ class VAE(BaseVAE):
         if not self.decoder.built:
             self.decoder.build((None, self.latent_dim))
         if not self.prior.built:
-            self.prior.build((self.latent_dim,))
+            self.prior.build((self.latent_dim,), num_classes=self.num_classes)
         self.built = True
 
     # The three distributions ------------------------------------------------------
 
-    def prior_distribution(self):
-        """p(z), the distribution the prior part gives (with this model's encoder, for priors defined through it)."""
-        return self.prior(encoder=self.encoder)
+    def prior_distribution(self, labels=None):
+        """p(z) (p(z|y) for each of `labels`, where the prior takes labels): the prior part's distribution, given
+        this model's encoder for priors defined through it."""
+        return self.prior(encoder=self.encoder, labels=labels)
 
     def _posterior(self, images, labels=None):
         """q(z|x) (q(z|x, y) with labels) for a batch of float32 images, unchecked."""
@@ -224,7 +239,7 @@ class VAE(BaseVAE):
             images,
             self._posterior(images, labels),
             self._decoder_for(labels),
-            self.prior_distribution(),
+            self.prior_distribution(labels),
             seed,
             objective=objective or self.objective,
             gradient_estimator=gradient_estimator,
@@ -250,13 +265,40 @@ class VAE(BaseVAE):
         per_pair = self.objective_terms(tiled, seed, tf.repeat(tf.range(num_classes), batch), **options)
         return {name: tf.reshape(value, [num_classes, batch]) for name, value in per_pair.items()}
 
+    def _label_posterior(self, images, per_class):
+        """r(y|x), the distribution over an unknown label that bounds sum over: p(y|x) by the bounds, softmax over y
+        of log p(y) + ELBO(x|y) from `per_class` (their terms, (C, B)), which makes the bound log Σ_y p(y) e^ELBO(x|y).
+        Models with a classifier q(y|x) (M2) use it instead."""
+        return tfd.Categorical(logits=tf.transpose(per_class["elbo"]))
+
     def _class_posterior(self, images):
-        """p(y|x) for a model of labels, by its bounds: softmax over y of log p(y) + ELBO(x|y) (uniform p(y),
-        one fixed-seed draw per class), a `tfd.Categorical` with batch shape (B,). Models with a classifier
-        q(y|x) (M2) give that instead."""
-        elbo = self.per_class_terms(images, tf.constant([0, 0], tf.int32), objective="elbo",
-                                    gradient_estimator="reparameterization")["elbo"]
-        return tfd.Categorical(logits=tf.transpose(elbo))
+        """The label posterior (`_label_posterior`) of a float32 batch, from one fixed-seed draw per class."""
+        per_class = self.per_class_terms(images, tf.constant([0, 0], tf.int32), objective="elbo",
+                                         gradient_estimator="reparameterization")
+        return self._label_posterior(images, per_class)
+
+    def _elbo_terms(self, images, seed, labels=None, num_samples=None):
+        """Per-example elbo, reconstruction and kl of a float32 batch: given `labels`, or for a model of labels
+        without them, with the label summed out (`tfvae.objectives.label_marginal_terms`)."""
+        options = {"num_samples": num_samples, "objective": "elbo", "gradient_estimator": "reparameterization"}
+        if self._labels_unknown(labels):
+            per_class = self.per_class_terms(images, seed, **options)
+            terms = objectives.label_marginal_terms(per_class, self._label_posterior(images, per_class))
+        else:
+            terms = self.objective_terms(images, seed, labels, **options)
+        return {key: terms[key] for key in ("elbo", "reconstruction", "kl")}
+
+    def _log_likelihood(self, images, seed, labels, num_samples, chunk_size):
+        """The importance-sampled log p(x) (log p(x|y)) of a float32 batch; for a model of labels without them,
+        log Σ_y p(y) p̂(x|y), every class's estimate from its own `num_samples` draws."""
+        if not self._labels_unknown(labels):
+            return objectives.iwae_bound(images, self._posterior(images, labels), self._decoder_for(labels),
+                                         self.prior_distribution(labels), seed, num_samples, chunk_size,
+                                         observed=self._observed(images))
+        num_classes, batch = self.num_classes, tf.shape(images)[0]
+        tiled = tf.tile(images, tf.concat([[num_classes], tf.ones([tf.rank(images) - 1], tf.int32)], 0))
+        per_pair = self._log_likelihood(tiled, seed, tf.repeat(tf.range(num_classes), batch), num_samples, chunk_size)
+        return tf.reduce_logsumexp(tf.reshape(per_pair, [num_classes, batch]), axis=0) - math.log(num_classes)
 
     def _updating_baseline(self, terms, training):
         if training and self.gradient_estimator == "score_function":
@@ -275,15 +317,22 @@ class VAE(BaseVAE):
         (evaluation, pictures, the command line) hands them to any model."""
         return labels if self.num_classes else None
 
-    def _checked_labels(self, labels, count):
-        """`labels` checked for `count` examples as the networks take them; None for a model of images alone."""
+    def _checked_labels(self, labels, count, required=True):
+        """`labels` checked for `count` examples as the networks take them; None for a model of images alone, or
+        (where not `required`) for a model of labels asked without them, which then sums over the label."""
         if not self.num_classes:
             if labels is not None:
                 raise ValueError(
                     "This VAE is unconditional and takes no labels. Use tfvae.ConditionalVAE to condition on labels."
                 )
             return None
+        if labels is None and not required:
+            return None
         return check_labels(labels, count, self.num_classes)
+
+    def _labels_unknown(self, labels):
+        """Whether this is a model of labels asked without them: it then sums over every class."""
+        return bool(self.num_classes) and labels is None
 
     # Inference ----------------------------------------------------------------
 
@@ -306,9 +355,15 @@ class VAE(BaseVAE):
         return tf.convert_to_tensor(images, tf.float32)
 
     def encode(self, images, labels=None):
-        """The approximate posterior q(z|x) (q(z|x, y) with labels), a `tfd` distribution with batch shape (B,)."""
+        """The approximate posterior q(z|x) (q(z|x, y) with labels), a `tfd` distribution with batch shape (B,).
+
+        A model of labels without `labels` encodes each image given its likeliest class.
+        """
         images = self._checked(images)
-        return self._posterior(images, self._checked_labels(labels, images.shape[0]))
+        labels = self._checked_labels(labels, images.shape[0], required=False)
+        if self._labels_unknown(labels):
+            labels = self._class_posterior(images).mode()
+        return self._posterior(images, labels)
 
     def decode(self, z, labels=None):
         """The likelihood p(x|z) (p(x|z, y) with labels) for latent codes z of shape (..., latent_dim)."""
@@ -320,77 +375,37 @@ class VAE(BaseVAE):
         return self._decoder_for(self._checked_labels(labels, z.shape[-2] if z.shape.rank > 1 else None))(z)
 
     def reconstruct(self, images, labels=None):
-        """Reconstruction means E[x | z = the posterior's point code] for a batch of images."""
+        """Reconstruction means E[x | z = the posterior's point code] for a batch of images (a model of labels
+        without `labels`: given each image's likeliest class)."""
         images = self._checked(images)
-        return self._reconstruction(images, self._checked_labels(labels, images.shape[0]))
+        return self._reconstruction(images, self._checked_labels(labels, images.shape[0], required=False))
 
     def sample(self, n, seed=None, mode="mean", labels=None):
         """`n` images generated from the prior: the likelihood's mean, or a draw with mode="sample".
 
-        A model of labels takes `labels` (one class for all, or one per image).
-        `n` and `seed` may be int tensors (as in the exported `sample` signature).
+        A model of labels takes `labels` (one class for all, or one per image); without them it draws each
+        image's class from p(y), uniform. `n` and `seed` may be int tensors (as in the exported `sample` signature).
         """
         if not tf.is_tensor(n):
             check_count("n", n, maximum=MAX_TENSOR_ELEMENTS // math.prod(self.image_shape))
-        if mode not in SAMPLE_MODES:
-            raise ValueError(f"Unknown mode {mode!r}. Expected one of {sorted(SAMPLE_MODES)}.")
-        labels = self._checked_labels(labels, n)
-        prior_seed, likelihood_seed = tf.unstack(tf.random.experimental.stateless_split(self._seed(seed), 2))
-        z = sample(self.prior_distribution(), n, prior_seed)  # (n, latent_dim)
+        _check_mode(mode)
+        labels = self._checked_labels(labels, n, required=False)
+        label_seed, prior_seed, likelihood_seed = tf.unstack(tf.random.experimental.stateless_split(self._seed(seed), 3))
+        if self._labels_unknown(labels):
+            labels = tf.random.stateless_uniform([n], label_seed, maxval=self.num_classes, dtype=tf.int32)
+        z = draw(self.prior_distribution(labels), n, prior_seed)  # (n, latent_dim)
         return SAMPLE_MODES[mode](self._decoder_for(labels)(z), likelihood_seed)
 
+    def sample_from(self, z, seed=None, mode="mean", labels=None):
+        """Images decoded from latent codes `z` (n, latent_dim): the likelihood's mean, or a draw with mode="sample"."""
+        return SAMPLE_MODES[_check_mode(mode)](self._decoder_for(labels)(z), self._seed(seed))
+
     def _data_arrays(self, images, labels):
-        """(images,) or (images, labels): what batched inference maps over, checked."""
+        """(images,) or (images, labels): what batched inference maps over, checked (labels may be left out of a
+        model of labels, which then sums over them)."""
         check_images(images, self.image_shape, self.data_support, allow_missing=self.missing_data)
-        labels = self._checked_labels(labels, len(images))
+        labels = self._checked_labels(labels, len(images), required=False)
         return (images,) if labels is None else (images, labels)
-
-    def elbo_terms(self, images, num_samples=None, batch_size=256, seed=None, labels=None):
-        """Per-example `elbo`, `reconstruction` and `kl` (nats) as a dict of (N,) tensors."""
-        num_samples = self.num_samples if num_samples is None else check_count("num_samples", num_samples)
-        check_count("batch_size", batch_size)
-
-        def terms(batch, *labels_and_seed):
-            *labels, batch_seed = labels_and_seed
-            out = self.objective_terms(batch, batch_seed, *labels, num_samples=num_samples, objective="elbo",
-                                       gradient_estimator="reparameterization")
-            return {key: out[key] for key in ("elbo", "reconstruction", "kl")}
-
-        arrays = self._data_arrays(images, labels)
-        return self._map_batches(self._eval_function(f"elbo{num_samples}", terms), arrays, batch_size, seed)
-
-    def elbo(self, images, num_samples=None, batch_size=256, seed=None, labels=None):
-        """Per-example ELBO in nats: a lower bound on log p(x) (on log p(x|y) with labels)."""
-        return self.elbo_terms(images, num_samples, batch_size, seed, labels)["elbo"]
-
-    def _chunk_size(self, num_samples, batch_size):
-        """Importance samples evaluated at once, so that a chunk holds about `IWAE_CHUNK_ELEMENTS` pixels."""
-        return max(1, min(num_samples, IWAE_CHUNK_ELEMENTS // (batch_size * math.prod(self.image_shape))))
-
-    def log_likelihood(self, images, num_samples=5000, batch_size=100, seed=None, progress=None, labels=None):
-        """Per-example importance-sampled estimate of log p(x) (log p(x|y) with labels) in nats: the IWAE bound.
-
-        Uses q(z|x) as proposal with `num_samples` (K) draws, evaluated in
-        chunks so large K fits in memory; the estimate rises towards log p(x) as K grows.
-        For images with missing (NaN) pixels, of a model built with `missing_data`, it estimates log p(x_o).
-        `progress` (a stage name) shows a progress bar in a terminal.
-        """
-        check_count("num_samples", num_samples)
-        check_count("batch_size", batch_size)
-        chunk_size = self._chunk_size(num_samples, batch_size)
-
-        def bound(batch, *labels_and_seed):
-            *labels, batch_seed = labels_and_seed
-            labels = labels[0] if labels else None
-            return objectives.iwae_bound(
-                batch, self._posterior(batch, labels), self._decoder_for(labels), self.prior_distribution(), batch_seed,
-                num_samples, chunk_size, observed=self._observed(batch),
-            )
-
-        arrays = self._data_arrays(images, labels)
-        return self._map_batches(
-            self._eval_function(f"iwae{num_samples}-{chunk_size}", bound), arrays, batch_size, seed, progress
-        )
 
     # Completion ---------------------------------------------------------------
 
@@ -422,7 +437,9 @@ class VAE(BaseVAE):
         `method` is "importance" (`num_samples` importance samples), "pseudo_gibbs" or
         "metropolis_within_gibbs" (`num_samples` iterations; see `tfvae.completion`).
         Returns E[x_m | x_o] in the missing pixels, or with `draws=M`, M completions
-        drawn from p(x_m | x_o), shape (M, N, H, W, C).
+        drawn from p(x_m | x_o), shape (M, N, H, W, C). A model of labels without `labels`
+        completes from Σ_y p(y | x_o) p(x_m | x_o, y): each class's completion, weighted by
+        p(y | x_o) ∝ p(y) p(x_o | y) (importance-sampled).
         """
         completion.check_method(method)
         check_count("num_samples", num_samples)
@@ -430,12 +447,15 @@ class VAE(BaseVAE):
         if draws is not None:
             check_count("draws", draws, maximum=num_samples)
         arrays = self._completion_arrays(images, observed, labels)
+        if self._labels_unknown(labels):
+            return self._complete_over_labels(arrays, method, num_samples, draws, seed, batch_size)
         chunk_size = self._chunk_size(num_samples, batch_size)
 
         def run(batch, mask, *labels_and_seed):
             *labels, batch_seed = labels_and_seed
-            encode, decode = self._completion_functions(labels[0] if labels else None)
-            prior = self.prior_distribution()
+            labels = labels[0] if labels else None
+            encode, decode = self._completion_functions(labels)
+            prior = self.prior_distribution(labels)
             if method == "importance":
                 mean, drawn = completion.importance(batch, mask, encode, decode, prior, batch_seed, num_samples,
                                                     chunk_size, draws or 0, marks_missing=self.missing_data)
@@ -448,27 +468,60 @@ class VAE(BaseVAE):
         result = self._map_batches(self._eval_function(key, run), arrays, batch_size, seed)
         return result if draws is None else tf.transpose(result, [1, 0, 2, 3, 4])
 
+    def _each_label(self, count):
+        """(class, labels for `count` examples all of that class) for every class of a model of labels."""
+        return [(c, np.full(count, c, np.int32)) for c in range(self.num_classes)]
+
+    def _complete_over_labels(self, arrays, method, num_samples, draws, seed, batch_size):
+        """`complete` for a model of labels with the label unknown: the mixture over classes."""
+        images, mask = arrays
+        observed = np.stack([self._log_likelihoods(images, mask, labels, num_samples, batch_size, seed)["observed"]
+                             for _, labels in self._each_label(len(images))], axis=1)  # (N, C): log p(x_o | y)
+        weights = tf.nn.softmax(observed, axis=1).numpy()  # p(y | x_o), p(y) uniform
+        per_class = np.stack([self.complete(images, mask, method, num_samples, draws, seed, batch_size, labels).numpy()
+                              for _, labels in self._each_label(len(images))], axis=-5)  # (C, N, ...) or (M, C, N, ...)
+        if draws is None:
+            return tf.constant(np.einsum("nc,cn...->n...", weights, per_class))
+        rng = np.random.default_rng(self._seed(seed).numpy())
+        chosen = np.stack([[rng.choice(self.num_classes, p=w / w.sum()) for w in weights] for _ in range(draws)])  # (M, N)
+        drawn = np.take_along_axis(per_class, chosen[:, None, :, None, None, None], axis=1)[:, 0]
+        return tf.constant(drawn)
+
+    def _log_likelihoods(self, images, mask, labels, num_samples, batch_size, seed):
+        """{"full": log p̂(x), "observed": log p̂(x_o)} of complete `images` given `labels` (`completion.log_likelihoods`)."""
+        chunk_size = self._chunk_size(num_samples, batch_size)
+
+        def estimate(batch, batch_mask, *labels_and_seed):
+            *labels, batch_seed = labels_and_seed
+            labels = labels[0] if labels else None
+            encode, decode = self._completion_functions(labels)
+            full, observed = completion.log_likelihoods(batch, batch_mask, encode, decode, self.prior_distribution(labels),
+                                                        batch_seed, num_samples, chunk_size, objectives.iwae_bound,
+                                                        marks_missing=self.missing_data)
+            return {"full": full, "observed": observed}
+
+        arrays = (images, mask) if labels is None else (images, mask, labels)
+        key = f"completion-iwae-{num_samples}-{chunk_size}-{len(arrays)}"
+        return self._map_batches(self._eval_function(key, estimate), arrays, batch_size, seed)
+
     def completion_log_likelihood(self, images, observed, num_samples=5000, batch_size=100, seed=None, labels=None):
         """Per-example estimate of log p(x_m | x_o) in nats: log p(x) − log p(x_o), each importance-sampled.
 
         How well a model completes: higher is better. The missing pixels of `images` must hold their true values.
+        A model of labels without `labels` sums each over the label: log Σ_y p(y) p(x|y) − log Σ_y p(y) p(x_o|y).
         """
         check_count("num_samples", num_samples)
         check_count("batch_size", batch_size)
         check_images(images, self.image_shape, self.data_support)
-        arrays = self._completion_arrays(images, observed, labels)
-        arrays = (np.asarray(images, np.float32), *arrays[1:])
-        chunk_size = self._chunk_size(num_samples, batch_size)
-
-        def estimate(batch, mask, *labels_and_seed):
-            *labels, batch_seed = labels_and_seed
-            encode, decode = self._completion_functions(labels[0] if labels else None)
-            return completion.completion_log_likelihood(batch, mask, encode, decode, self.prior_distribution(),
-                                                        batch_seed, num_samples, chunk_size, objectives.iwae_bound,
-                                                        marks_missing=self.missing_data)
-
-        key = f"completion-iwae-{num_samples}-{chunk_size}"
-        return self._map_batches(self._eval_function(key, estimate), arrays, batch_size, seed)
+        _, mask, *given = self._completion_arrays(images, observed, labels)
+        images = np.asarray(images, np.float32)
+        if not self._labels_unknown(labels):
+            both = self._log_likelihoods(images, mask, given[0] if given else None, num_samples, batch_size, seed)
+            return both["full"] - both["observed"]
+        each = [self._log_likelihoods(images, mask, labels, num_samples, batch_size, seed)
+                for _, labels in self._each_label(len(images))]
+        total = lambda key: tf.reduce_logsumexp(tf.stack([both[key] for both in each]), axis=0)
+        return total("full") - total("observed")
 
     def conditional_log_likelihood(self, *args, **kwargs):
         """Deprecated name of `completion_log_likelihood` ("conditional" now names models of labels)."""

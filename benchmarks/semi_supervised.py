@@ -4,12 +4,13 @@ class-balanced labels (seeded) and the same binarized inputs, for each α; besid
 M2's generative model as a classifier, argmax_y ELBO(x|y). Also M2's cost per epoch relative to the
 plain VAE. `--models m1+m2` trains Kingma et al.'s M1+M2 instead (`tfvae.StackedSemiSupervisedVAE`:
 M2 on the codes of a plain VAE, M1, trained for `--m1-epochs` on every training image, one M1 per
-seed). With `--m1`, also the same labels-only classifier on M1's latent codes: what M1's features
+seed). `--models default` runs what `tfvae train --model semi-supervised --labeled-examples N` trains,
+through `tfvae.training.train` with every other setting at its default. With `--m1`, also the same labels-only classifier on M1's latent codes: what M1's features
 alone add.
 
     python -m benchmarks.semi_supervised [--quick] [--epochs 10] [--seeds 0 1 2] [--labels 100 1000]
                                          [--alphas 0.1 10] [--architecture mlp | conv] [--m1]
-                                         [--models m2 m1+m2] [--m1-epochs 20] [--binarize dynamic | static]
+                                         [--models m2 m1+m2 default] [--m1-epochs 20] [--binarize dynamic | static]
                                          [--dataset fashion_mnist | mnist-test] [--bound-weighting data | batch]
                                          [--beta 1] [--objective elbo | iwae] [--num-samples 1]
 
@@ -80,6 +81,29 @@ def m1_features_accuracy(m1, labeled_images, labels, test_images, test_labels, s
     return float(np.mean(np.argmax(logits.predict(test_codes, batch_size=1000, verbose=0), axis=1) == test_labels))
 
 
+def default_run(dataset, labeled_examples, seed):
+    """Test accuracy and settings of the model `tfvae train --model semi-supervised` trains with these labels,
+    trained through `tfvae.training.train` (held-out split: the test split)."""
+    import tempfile
+
+    from tfvae.config import RunConfig
+    from tfvae.training import train
+
+    source, train_split, test_split = DATASETS[dataset]
+    with tempfile.TemporaryDirectory() as directory:
+        config = RunConfig.for_model(
+            "semi-supervised", dataset=source["name"], data_dir=source.get("data_dir"), download=False,
+            train_split=train_split, eval_split=test_split, labeled_examples=labeled_examples, seed=seed,
+            output_dir=directory, export_dir="", log_likelihood_samples=0,
+        )
+        start = time.perf_counter()
+        result = train(config, verbose=0)
+    settings = config.flat()
+    return {"m2_accuracy": result.metrics["accuracy"], "m2_test_elbo": result.metrics["elbo"],
+            **{key: settings[key] for key in ("latent_dim", "alpha", "epochs", "m1_epochs", "binarize", "batch_size")},
+            "train_s": time.perf_counter() - start}
+
+
 def generative_accuracy(m2, images, labels, num_samples=10):
     """Accuracy of M2's generative model as a classifier: argmax_y ELBO(x|y) (p(y) uniform), the class
     posterior that the unlabeled bound pulls q(y|x) towards."""
@@ -104,8 +128,9 @@ def main():
     parser.add_argument("--objective", choices=OBJECTIVES, default="elbo", help="M2's bound for each class")
     parser.add_argument("--num-samples", type=int, default=1, help="samples of z per (example, class)")
     parser.add_argument("--m1", action="store_true", help="also the labels-only classifier on a plain VAE's latent codes")
-    parser.add_argument("--models", choices=["m2", "m1+m2"], nargs="+", default=["m2"],
-                        help="M2 on pixels (--architecture) and/or M2 on the codes of an MLP VAE (M1+M2)")
+    parser.add_argument("--models", choices=["m2", "m1+m2", "default"], nargs="+", default=["m2"],
+                        help="M2 on pixels (--architecture), M2 on the codes of an MLP VAE (M1+M2), and/or the command "
+                             "line's default semi-supervised model")
     parser.add_argument("--m1-epochs", type=int, default=20, help="epochs of M1 (a plain MLP VAE) on every training image")
     parser.add_argument("--binarize", choices=["dynamic", "static"], default="dynamic",
                         help="the semi-supervised models' training images: freshly binarized each epoch, or once")
@@ -173,8 +198,12 @@ def main():
                     "labels_only_accuracy": baseline,
                 })
                 print(rows[-1], flush=True)
+            if "default" in args.models:
+                rows.append({"dataset": args.dataset, "model": "default", "labels": labeled_examples, "seed": seed,
+                             **default_run(args.dataset, labeled_examples, seed), "labels_only_accuracy": baseline})
+                print(rows[-1], flush=True)
             for alpha in args.alphas:
-                for model in args.models:
+                for model in (model for model in args.models if model != "default"):
                     m1 = trained_m1(seed) if model == "m1+m2" else None
                     keras.utils.set_random_seed(seed)
                     train = load_dataset(**source, split=train_split, batch_size=BATCH_SIZE, download=False, seed=seed,
@@ -199,8 +228,13 @@ def main():
                         rows[-1]["m2_test_elbo"] = float(np.mean(m2.elbo(test_images, labels=test_labels, seed=0)))
                     print(rows[-1], flush=True)
     for labeled_examples in args.labels:
+        if "default" in args.models:
+            mine = [row for row in rows if row["labels"] == labeled_examples and row.get("model") == "default"]
+            rows.append({"dataset": args.dataset, "model": "default", "labels": labeled_examples, "seed": "mean",
+                         "m2_accuracy": float(np.mean([row["m2_accuracy"] for row in mine])),
+                         "labels_only_accuracy": float(np.mean([row["labels_only_accuracy"] for row in mine]))})
         for alpha in args.alphas:
-            for model in args.models:
+            for model in (model for model in args.models if model != "default"):
                 mine = [row for row in rows
                         if row["labels"] == labeled_examples and row.get("alpha") == alpha and row.get("model") == model]
                 rows.append({

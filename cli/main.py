@@ -9,6 +9,7 @@ import os
 import sys
 
 import click
+from click.core import ParameterSource
 
 from tfvae import registry
 from tfvae._version import __version__
@@ -44,10 +45,31 @@ def user_errors(command):
         except TrainingInterrupted as error:
             click.echo(f"Error: {error}", err=True)
             sys.exit(130)
+        except KeyboardInterrupt:
+            click.echo("Error: Interrupted. Files are written aside and renamed into place, so none is half-written.",
+                       err=True)
+            sys.exit(130)
         except (TfvaeError, ValueError, FileExistsError) as error:
             raise click.ClickException(str(error)) from None
 
     return wrapper
+
+
+def picture_out(picture, default):
+    """--out (a .png, `default`) and --overwrite for a command that writes the tfvae `picture`; the path is checked
+    before any work (`tfvae.run_directory.check_picture_path`)."""
+
+    def decorate(command):
+        @functools.wraps(command)
+        def checked(*args, out, overwrite, **kwargs):
+            from tfvae.run_directory import check_picture_path
+
+            return command(*args, out=check_picture_path(out, picture, overwrite=overwrite), **kwargs)
+
+        checked = click.option("--overwrite", is_flag=True, help="Replace --out even if it is not an earlier such picture.")(checked)
+        return click.option("--out", type=click.Path(dir_okay=False), default=default, help="A .png file.")(checked)
+
+    return decorate
 
 
 def data_options(command):
@@ -172,7 +194,7 @@ def _choice(kind):
 @user_errors
 def train(no_download, gaussian_scale, binarize, no_export, resume, quiet, export_dir, jit, **options):
     """Train a model and write checkpoints, logs, images, metrics and a SavedModel."""
-    from tfvae.config import RunConfig
+    from tfvae.config import RunConfig, check_applies
     from tfvae.training import train as run
 
     settings = {
@@ -185,9 +207,10 @@ def train(no_download, gaussian_scale, binarize, no_export, resume, quiet, expor
     }
     # Options left at their defaults take the model kind's own (tfvae.registry.MODELS) where it has one.
     context = click.get_current_context()
-    given = {name: value for name, value in settings.items()
-             if name not in KIND_DEFAULTS or context.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
-    config = RunConfig.for_model(**given)
+    explicit = {name for name in settings if context.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)}
+    check_applies(settings["model"], explicit)
+    config = RunConfig.for_model(**{name: value for name, value in settings.items()
+                                    if name not in KIND_DEFAULTS or name in explicit})
     # A progress bar in a terminal; one line per epoch in a log file or pipe, or with --quiet.
     result = run(config, resume=resume, verbose=1 if sys.stdout.isatty() and not quiet else 2)
     click.echo(_format_metrics(result.metrics))
@@ -246,7 +269,7 @@ def evaluate(model, dataset, data_dir, no_download, split, log_likelihood_sample
 @click.option("-n", "--num-images", type=click.IntRange(1, MAX_GRID_IMAGES), default=64)
 @click.option("--seed", type=int, default=0)
 @click.option("--label", type=click.IntRange(min=0), help="Conditional models: generate this class only [default: one row per class].")
-@click.option("--out", type=click.Path(dir_okay=False), default="samples.png")
+@picture_out("samples", "samples.png")
 @user_errors
 def sample(model, num_images, seed, label, out):
     """Save a grid of images generated from MODEL's prior."""
@@ -261,7 +284,7 @@ def sample(model, num_images, seed, label, out):
 @data_options
 @click.option("--split", default="test")
 @click.option("-n", "--num-images", type=click.IntRange(1, MAX_GRID_IMAGES), default=32)
-@click.option("--out", type=click.Path(dir_okay=False), default="reconstructions.png")
+@picture_out("reconstructions", "reconstructions.png")
 @user_errors
 def reconstruct(model, dataset, data_dir, no_download, split, num_images, out):
     """Save held-out images beside MODEL's reconstructions."""
@@ -303,7 +326,7 @@ def export(model, export_dir, version):
 @click.option("-n", "--num-images", type=click.IntRange(1, 10000), default=100, help="Images completed and scored.")
 @click.option("--draws", type=click.IntRange(0, 16), default=3, help="Sampled completions shown beside the mean.")
 @click.option("--seed", type=int, default=0)
-@click.option("--out", type=click.Path(dir_okay=False), default="completions.png")
+@picture_out("completions", "completions.png")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @user_errors
 def complete(model, dataset, data_dir, no_download, split, train_split, mask, method, num_samples, num_images, draws, seed,
@@ -315,6 +338,7 @@ def complete(model, dataset, data_dir, no_download, split, train_split, mask, me
     from tfvae import masks
     from tfvae.checkpoints import load_model
     from tfvae.config import run_config_beside
+    from tfvae.data import SplitError
     from tfvae.evaluation import completion_metrics
     from tfvae.images import save_completions
 
@@ -322,9 +346,17 @@ def complete(model, dataset, data_dir, no_download, split, train_split, mask, me
     if train_split is None:
         run_config = run_config_beside(model)
         train_split = run_config.data.train_split if run_config else "train"
+        logging.getLogger("tfvae").info(
+            "The per-pixel-mean baseline comes from --train-split %r (%s).", train_split,
+            "the run's training split" if run_config else "a model file carries no run settings; pass --train-split to choose",
+        )
     observed = masks.make(mask, vae.image_shape, seed=seed)
     images, labels = _held_out(vae, dataset, split, data_dir, no_download, limit=num_images)
-    training_images, _ = _held_out(vae, dataset, train_split, data_dir, no_download, limit=10000)
+    try:
+        training_images, _ = _held_out(vae, dataset, train_split, data_dir, no_download, limit=10000)
+    except SplitError as error:
+        raise SplitError(f"The baseline's --train-split cannot be read: {error} Pass --train-split with a split of "
+                         f"{dataset!r} to take the per-pixel means from.") from None
     metrics, completed = completion_metrics(vae, images, observed, training_images.mean(axis=0), method, num_samples, seed,
                                             labels)
     shown = slice(0, 16)
@@ -347,8 +379,9 @@ def complete(model, dataset, data_dir, no_download, split, train_split, mask, me
 @click.option("--split", default="test", help="Held-out images to encode and interpolate.")
 @click.option("-n", "--num-images", type=click.IntRange(2, 20000), default=5000, help="Images in the latent-space plot.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="explore", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace files in --out-dir even if they are not earlier such pictures.")
 @user_errors
-def explore(model, dataset, data_dir, no_download, split, num_images, out_dir):
+def explore(model, dataset, data_dir, no_download, split, num_images, out_dir, overwrite):
     """Pictures of a trained MODEL: latent space, manifold, interpolations, KL per dimension, training curves."""
     import pathlib
 
@@ -356,9 +389,11 @@ def explore(model, dataset, data_dir, no_download, split, num_images, out_dir):
     from tfvae.checkpoints import load_model
     from tfvae.data import load_dataset
     from tfvae.evaluation import collect
-    from tfvae.run_directory import check_writable
+    from tfvae.run_directory import check_picture_path, check_writable
 
     check_writable(out_dir, "--out-dir")
+    for picture in plots.PICTURES:
+        check_picture_path(pathlib.Path(out_dir) / f"{picture}.png", picture, "--out-dir", overwrite)
     vae = load_model(model)
     options = {"split": split, "data_dir": data_dir, "download": not no_download, "binarize": "static", "shuffle": False,
                "batch_size": 500}
@@ -385,7 +420,7 @@ def explore(model, dataset, data_dir, no_download, split, num_images, out_dir):
 @click.option("--estimator", "estimators", type=click.Choice(GRADIENT_ESTIMATORS), multiple=True,
               help="Repeat to choose [default: every estimator that applies to the model's objective].")
 @click.option("--seed", type=int, default=0)
-@click.option("--out", type=click.Path(dir_okay=False), default="gradient_variance.png", help="Bar chart (log scale).")
+@picture_out("gradient_variance", "gradient_variance.png")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @user_errors
 def gradient_variance(model, dataset, data_dir, no_download, split, batch_size, num_draws, estimators, seed, out, as_json):
@@ -397,7 +432,8 @@ def gradient_variance(model, dataset, data_dir, no_download, split, batch_size, 
     vae = load_model(model)
     images, labels = _held_out(vae, dataset, split, data_dir, no_download, limit=batch_size)
     results = measure(vae, images, labels=labels, gradient_estimators=estimators or OBJECTIVES[vae.objective], num_draws=num_draws, seed=seed)
-    plots.save(plots.gradient_variance_chart(results, f"Gradient variance, {vae.objective} with K={vae.num_samples}"), out)
+    plots.save(plots.gradient_variance_chart(results, f"Gradient variance, {vae.objective} with K={vae.num_samples}"), out,
+               "gradient_variance")
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:

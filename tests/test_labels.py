@@ -221,8 +221,9 @@ def test_semi_supervised_fit_on_a_dataset_with_a_known_labeled_share(labeled):
     [
         (["--model", "m2", "--labeled-examples", "105"], "does not divide into the 10 classes"),
         (["--model", "m2", "--labeled-examples", "2000"], "needs 200 examples of each class"),
-        (["--model", "conditional", "--labeled-examples", "100"], "labeled_examples applies to the semi-supervised"),
-        (["--model", "conditional", "--bound-weighting", "batch"], "--bound-weighting applies to the semi-supervised"),
+        (["--model", "conditional", "--labeled-examples", "100"], "--labeled-examples applies to --model semi-supervised"),
+        (["--model", "conditional", "--bound-weighting", "batch"], "--bound-weighting applies to --model semi-supervised"),
+        (["--model", "vae", "--alpha", "10"], "--alpha applies to --model semi-supervised or m2; the 'vae' model uses no"),
     ],
 )
 def test_cli_rejects_labeled_example_counts_it_cannot_honour(args, message, tmp_path):

@@ -74,7 +74,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is None:
             return
-        loss = float(loss)
+        loss = float(np.mean(loss))  # a scalar, or one value per worker under MultiWorkerMirroredStrategy
         if self.reference is None and math.isfinite(loss):
             self.reference = loss
         limit = None if self.reference is None else self.EXPLOSION_FACTOR * max(abs(self.reference), 1.0)

@@ -15,6 +15,7 @@ import re
 import zipfile
 
 import keras
+import numpy as np
 
 from tfvae import registry
 from tfvae._version import __version__
@@ -217,7 +218,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
-        if (loss is not None and not math.isfinite(float(loss))) or self.skip_epoch():
+        if (loss is not None and not math.isfinite(float(np.mean(loss)))) or self.skip_epoch():
             return
         completed = epoch + 1
         name = f"epoch-{completed:04d}.keras"

@@ -103,6 +103,22 @@ RESUME_SETTINGS = (
 FEW_LABELS = ("semi-supervised", "m2")
 PRETRAINS_VAE = ("semi-supervised",)
 
+# Settings that only some model kinds use: asking for them with another kind is a mistake worth saying.
+KIND_SETTINGS = {"alpha": FEW_LABELS, "bound_weighting": FEW_LABELS, "labeled_examples": FEW_LABELS,
+                 "m1_epochs": PRETRAINS_VAE}
+
+
+def check_applies(model, names):
+    """Raises RunError if a setting among `names` (given for a run of the `model` kind) is one that kind ignores."""
+    for name in names:
+        if name in KIND_SETTINGS and model not in KIND_SETTINGS[name]:
+            kinds = " or ".join(KIND_SETTINGS[name])
+            uses = "every label" if model == "conditional" else "no labels" if model == "vae" else "none of it"
+            raise RunError(
+                f"--{name.replace('_', '-')} applies to --model {kinds}; the {model!r} model uses {uses}. "
+                f"Add --model {KIND_SETTINGS[name][0]}, or leave --{name.replace('_', '-')} out."
+            )
+
 
 def default(name, model=None):
     """The default of the setting `name`: a model kind's own (`tfvae.registry.MODELS`) where it has one, else
@@ -190,6 +206,7 @@ class RunConfig:
             ("latent_dim", model.latent_dim, 1), ("num_samples", model.num_samples, 1), ("epochs", optimization.epochs, 1),
             ("batch_size", optimization.batch_size, 1), ("steps_per_execution", execution.steps_per_execution, 1),
             ("warmup_epochs", optimization.warmup_epochs, 0), ("log_likelihood_samples", output.log_likelihood_samples, 0),
+            ("m1_epochs", optimization.m1_epochs, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise RunError(f"Expected {name} >= {minimum}. Received: {name}={value!r}")
@@ -207,19 +224,13 @@ class RunConfig:
         ):
             names.check_choice(name, value, choices)
         names.check_objective(model.objective, model.gradient_estimator, model.num_samples)
-        labeled = model.model != "vae"
         few_labels = model.model in FEW_LABELS
-        if data.labeled_examples is not None:
-            if not few_labels:
-                raise RunError(
-                    f"labeled_examples applies to the semi-supervised models; the {model.model!r} model uses "
-                    f"{'every label' if labeled else 'no labels'}. Add --model semi-supervised."
-                )
-            if isinstance(data.labeled_examples, bool) or not isinstance(data.labeled_examples, int) or data.labeled_examples < 1:
-                raise RunError(f"Expected labeled_examples >= 1. Received: labeled_examples={data.labeled_examples!r}")
-        for name in ("alpha", "bound_weighting"):
-            if getattr(model, name) != default(name) and not few_labels:
-                raise RunError(f"--{name.replace('_', '-')} applies to the semi-supervised models. Add --model semi-supervised.")
+        changed = [name for name in KIND_SETTINGS if self.flat()[name] != default(name)]
+        check_applies(model.model, changed)
+        if data.labeled_examples is not None and (
+                isinstance(data.labeled_examples, bool) or not isinstance(data.labeled_examples, int)
+                or data.labeled_examples < 1):
+            raise RunError(f"Expected labeled_examples >= 1. Received: labeled_examples={data.labeled_examples!r}")
         if data.missing is not None:
             from tfvae.masks import missing_probability
 
@@ -229,10 +240,6 @@ class RunConfig:
                 raise RunError(str(error).replace("missing=", "--missing ")) from None
             if few_labels:
                 raise RunError("--missing applies to --model vae or conditional: a classifier q(y|x) needs whole images.")
-        if optimization.m1_epochs != default("m1_epochs") and model.model not in PRETRAINS_VAE:
-            raise RunError("--m1-epochs applies to --model semi-supervised (M1+M2), which trains a VAE first.")
-        if isinstance(optimization.m1_epochs, bool) or not isinstance(optimization.m1_epochs, int) or optimization.m1_epochs < 1:
-            raise RunError(f"Expected m1_epochs >= 1. Received: m1_epochs={optimization.m1_epochs!r}")
 
 
 def read_run_config(path):

@@ -32,7 +32,8 @@ def gradient_variance(vae, images, gradient_estimators=("reparameterization", "s
     `*_variance` is the per-parameter variance of the minibatch gradient across
     `num_draws` draws, summed over the network's parameters; `*_snr` is the mean
     over parameters of |mean| / std, leaving out parameters whose gradient is
-    exactly zero in every draw (weights of pixels that are zero in every image).
+    the same in every draw: exactly zero (weights of pixels that are zero in every
+    image), or rounded to one value (16-bit gradients under mixed precision).
     `objective` and `num_samples` default to the model's own; models of labels
     take `labels` and are measured on the bound given them. The score-function
     estimator uses the model's running-mean baseline when it trained with one,
@@ -68,6 +69,6 @@ def gradient_variance(vae, images, gradient_estimators=("reparameterization", "s
             stacked = np.stack([draw[name].numpy() for draw in draws]).astype(np.float64)  # (draws, parameters)
             mean, std = stacked.mean(axis=0), stacked.std(axis=0, ddof=1)
             results[estimator][f"{name}_variance"] = float(np.sum(std**2))
-            moving = np.any(stacked != 0, axis=0)
-            results[estimator][f"{name}_snr"] = float(np.mean(np.abs(mean[moving]) / np.maximum(std[moving], 1e-30)))
+            varying = std > 0  # a gradient equal in every draw has no noise to measure a ratio against
+            results[estimator][f"{name}_snr"] = float(np.mean(np.abs(mean[varying]) / std[varying]))
     return results

@@ -6,6 +6,10 @@ class TfvaeError(Exception):
     """Base class of tfvae's user-facing errors."""
 
 
+class InvalidInput(TfvaeError, ValueError):
+    """Data that a model cannot take: wrong shape, values outside the likelihood's support, labels out of range."""
+
+
 class RunError(TfvaeError, ValueError):
     """A run or model file that cannot be used as asked."""
 

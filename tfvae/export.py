@@ -23,7 +23,7 @@ import shutil
 import keras
 import tensorflow as tf
 
-from tfvae import completion, run_directory
+from tfvae import completion, run_directory, validation
 from tfvae._version import __version__
 from tfvae.distributions import marginals, point
 from tfvae.likelihoods import BernoulliLikelihood
@@ -36,6 +36,8 @@ TEMPORARY_VERSION = re.compile(r"\.tmp-(\d+)-(\d+)")  # .tmp-<version>-<pid of t
 SERVING_ELBO_SEED = (0, 0)
 # Importance samples per image behind the `complete` signature.
 SERVING_COMPLETION_SAMPLES = 1000
+# Images one `sample` request may ask for.
+SERVING_MAX_COUNT = 10000
 EXTRA_DIR = "assets.extra"  # TF Serving's folder for files that travel with a SavedModel
 
 
@@ -98,7 +100,53 @@ def serving_functions(model):
     if hasattr(model, "classify"):
         functions["classify"] = (lambda images: {"probabilities": model._class_posterior(images).probs_parameter()},
                                  [image_spec])
-    return functions
+    return {name: (_checking_inputs(vae, fn, specs), specs) for name, (fn, specs) in functions.items()}
+
+
+def _checking_inputs(vae, fn, specs):
+    """`fn` behind in-graph checks of its inputs, so that a client sending bad values gets an error that names the
+    input (TF Serving answers INVALID_ARGUMENT with the message) instead of a number."""
+    names = [spec.name for spec in specs]
+
+    def checked(*args):
+        inputs = dict(zip(names, args))
+        with tf.control_dependencies([check for name in inputs for check in _input_checks(vae, name, inputs)]):
+            return fn(*(tf.identity(value) for value in args))
+
+    return checked
+
+
+def _shape_check(value, shape, name):
+    """The check that `value` is a batch of `shape` (batch, *shape), whatever its rank."""
+    expected = ",".join(map(str, shape))
+    received = tf.strings.reduce_join(tf.strings.as_string(tf.shape(value)[1:]), separator=",")
+    return validation._assert(tf.equal(received, expected), f"expected {name} of shape (batch, {expected.replace(',', ', ')}). "
+                              "Received: shape (", tf.strings.reduce_join(tf.strings.as_string(tf.shape(value)),
+                                                                           separator=", "), ")")
+
+
+def _input_checks(vae, name, inputs):
+    """The in-graph checks of the serving input `name` (`inputs` holds every input of the call)."""
+    value = inputs[name]
+    if name in ("images", "observed"):
+        checks = [_shape_check(value, vae.image_shape, name)]
+        if name == "observed":
+            binary = tf.reduce_all(tf.equal(value, 0.0) | tf.equal(value, 1.0))
+            return [*checks, validation._assert(binary, "expected observed to hold 1 where a pixel is known, 0 elsewhere")]
+        if "observed" in inputs:  # only the observed pixels are read; the others may hold anything
+            value = tf.where(inputs["observed"] > 0, value, tf.cast(vae.data_support[0], value.dtype))
+            return checks + validation.image_checks(value, vae.data_support, name="images in their observed pixels",
+                                                    advice="a pixel without a value is missing: observed 0")
+        return checks + validation.image_checks(value, vae.data_support, vae.missing_data)
+    if name == "labels":
+        return validation.label_checks(value, vae.num_classes)
+    if name == "z":
+        return [_shape_check(value, (vae.latent_dim,), "z"),
+                validation._assert(tf.reduce_all(tf.math.is_finite(value)), "expected finite z")]
+    if name == "count":
+        return [validation._assert((value >= 0) & (value <= SERVING_MAX_COUNT),
+                                   f"expected count in [0, {SERVING_MAX_COUNT}]. Received: ", value)]
+    return []
 
 
 def next_version(model_dir):

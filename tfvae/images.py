@@ -6,6 +6,8 @@ import pathlib
 
 import numpy as np
 
+from tfvae.run_directory import PICTURE_KEY
+
 
 def grid(images, columns=None):
     """Tiles (N, H, W, C) images in [0, 1] into one (rows*H, columns*W, C) uint8 array."""
@@ -20,15 +22,18 @@ def grid(images, columns=None):
     return (canvas * 255).round().astype(np.uint8)
 
 
-def save_png(array, path):
-    """Saves an (H, W, 1|3) uint8 array as a PNG, written aside and renamed into place."""
-    from PIL import Image
+def save_png(array, path, picture):
+    """Saves an (H, W, 1|3) uint8 array as a PNG marked as the tfvae `picture` it is (`run_directory.picture_of`),
+    written aside and renamed into place."""
+    from PIL import Image, PngImagePlugin
 
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = array[..., 0] if array.shape[-1] == 1 else array
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PICTURE_KEY, picture)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(pixels).save(tmp, format="PNG")
+    Image.fromarray(pixels).save(tmp, format="PNG", pnginfo=info)
     os.replace(tmp, path)
     return path
 
@@ -48,7 +53,7 @@ def sample_grid(vae, n=64, seed=0, label=None):
 
 def save_samples(vae, path, n=64, seed=0, label=None):
     """`sample_grid` as a PNG file."""
-    return save_png(sample_grid(vae, n, seed, label), path)
+    return save_png(sample_grid(vae, n, seed, label), path, "samples")
 
 
 def reconstruction_grid(vae, images, labels=None):
@@ -62,7 +67,7 @@ def reconstruction_grid(vae, images, labels=None):
 
 def save_reconstructions(vae, images, path, labels=None):
     """`reconstruction_grid` as a PNG file."""
-    return save_png(reconstruction_grid(vae, images, labels), path)
+    return save_png(reconstruction_grid(vae, images, labels), path, "reconstructions")
 
 
 def save_completions(path, images, observed, completed, drawn=None):
@@ -73,4 +78,4 @@ def save_completions(path, images, observed, completed, drawn=None):
     if drawn is not None:
         columns.extend(np.asarray(drawn))
     rows = np.stack(columns, axis=1).reshape(-1, *images.shape[1:])
-    return save_png(grid(rows, columns=len(columns)), path)
+    return save_png(grid(rows, columns=len(columns)), path, "completions")

@@ -72,8 +72,12 @@ def _number(name, text, kind, low, high):
         value = None
     valid = value is not None and ((low < value < high) if kind is float else (low <= value <= high))
     if not valid:
-        bounds = f"in ({low}, {high})" if kind is float else f"from {low} to {high}"
-        raise ValueError(f"Mask {name!r} needs a {kind.__name__} {bounds} after the colon, e.g. 'random:0.5'.")
+        prefix = str(name).partition(":")[0]
+        if kind is float:
+            what, example = f"a probability strictly between {low} and {high}", f"{prefix}:0.5"
+        else:
+            what, example = f"a whole number from {low} to {high}", f"{prefix}:{(low + high) // 2}"
+        raise ValueError(f"Mask {name!r} needs {what} after the colon, e.g. {example!r}.")
     return value
 
 
@@ -83,6 +87,8 @@ def check_observed(observed, images):
     Each image must have some pixels observed and some missing, and no NaN among the observed ones.
     """
     images = np.asarray(images)
+    if images.ndim != 4 or not len(images):
+        raise ValueError(f"Expected a batch of at least one image (batch, height, width, channels). Received: shape={images.shape}")
     mask = np.asarray(observed)
     if mask.dtype != bool and not (np.issubdtype(mask.dtype, np.number) and np.isin(mask, (0, 1)).all()):
         raise ValueError("Expected observed to be boolean (or 0/1): True where the pixel is known.")
@@ -100,5 +106,8 @@ def check_observed(observed, images):
     if per_image.all(axis=1).any():
         raise ValueError(f"observed marks every pixel of image {int(np.argmax(per_image.all(axis=1)))} as known: nothing to complete.")
     if np.isnan(images[mask]).any():
-        raise ValueError("Observed pixels hold NaN. Mark them as missing (observed=False) or fill them in.")
+        raise ValueError(
+            "Observed pixels hold NaN: a pixel without a value is missing. Mark such pixels missing (observed False, "
+            "or from the command line a --mask that hides them), or fill them in."
+        )
     return mask.astype(np.float32)

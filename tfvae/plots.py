@@ -21,12 +21,14 @@ def _pyplot():
     return plt
 
 
-def save(figure, path):
-    """Writes `figure` as a PNG, aside and renamed into place; returns the path."""
+def save(figure, path, picture):
+    """Writes `figure` as a PNG marked as the tfvae `picture` it is, aside and renamed into place; returns the path."""
+    from tfvae.run_directory import PICTURE_KEY
+
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight", metadata={PICTURE_KEY: picture})
     os.replace(tmp, path)
     _pyplot().close(figure)
     return path
@@ -228,10 +230,18 @@ def training_curves(metrics_csv):
     return figure
 
 
-def explore(vae, images, labels, out_dir, metrics_csv=None, class_names=None):
-    """Writes latent_space, manifold, interpolations, kl_per_dimension (and training_curves) PNGs; returns their paths."""
+# The pictures `explore` writes, each as NAME.png.
+PICTURES = ("latent_space", "manifold", "interpolations", "kl_per_dimension", "training_curves")
+
+
+def explore(model, images, labels, out_dir, metrics_csv=None, class_names=None):
+    """Writes latent_space, manifold, interpolations, kl_per_dimension (and training_curves) PNGs of the model of
+    images (M1 for M1+M2; a classifier colours the latent space by its predictions); returns their paths."""
+    if len(images) < 2:
+        raise ValueError(f"Expected at least 2 images to picture (interpolations pair them). Received: {len(images)}")
     out_dir = pathlib.Path(out_dir)
-    colour_by = vae.classify(images).mode().numpy() if hasattr(vae, "classify") else None
+    vae = model.image_model()
+    colour_by = model.classify(images).mode().numpy() if hasattr(model, "classify") else None
     figures = {
         "latent_space": lambda: latent_space(vae, images, labels, class_names, colour_by),
         "manifold": lambda: manifold(vae, images, labels),
@@ -240,4 +250,4 @@ def explore(vae, images, labels, out_dir, metrics_csv=None, class_names=None):
     }
     if metrics_csv is not None and pathlib.Path(metrics_csv).is_file():
         figures["training_curves"] = lambda: training_curves(metrics_csv)
-    return [save(make(), out_dir / f"{name}.png") for name, make in figures.items()]
+    return [save(make(), out_dir / f"{name}.png", name) for name, make in figures.items()]

@@ -1,4 +1,5 @@
-"""Output directories: whether one holds a run, one writer at a time, and writable before work starts."""
+"""Output locations: whether a directory holds a run, one writer at a time, writable before work starts, and
+pictures that never replace a file the user did not ask to replace."""
 
 import contextlib
 import errno
@@ -11,6 +12,9 @@ import tempfile
 from tfvae.errors import OutputNotWritable, RunInUse
 
 LOCK_FILE = ".lock"
+
+# The PNG text entry that says which tfvae picture a file is (`check_picture_path` reads it back).
+PICTURE_KEY = "tfvae-picture"
 
 # Files whose presence means a directory holds a run (any one of them is enough).
 RUN_MARKERS = ("run_config.json", "metrics.csv", "metrics.json", "checkpoints/latest.json")
@@ -99,3 +103,36 @@ def writing(what, advice=""):
         raise
     except OSError as error:
         raise OutputNotWritable(f"Could not write {what}: {describe_os_error(error)}.{advice}") from None
+
+
+def check_picture_path(path, picture, option="--out", overwrite=False):
+    """Returns `path` if a `picture` PNG may be written there, or raises `OutputNotWritable` saying why.
+
+    It must name a .png file outside any run's checkpoints folder; an existing file is replaced only if it is
+    an earlier `picture` written by tfvae (its PNG text says so), or with `overwrite`.
+    """
+    path = pathlib.Path(path)
+    if path.suffix.lower() != ".png":
+        raise OutputNotWritable(f"Expected {option} to name a .png file. Received: {path}")
+    parent = path.resolve().parent
+    if parent.name == "checkpoints" and holds_run(parent.parent):
+        raise OutputNotWritable(f"{option} {path} is inside a run's checkpoints folder; choose a path outside it.")
+    if path.is_dir():
+        raise OutputNotWritable(f"{option} {path} is a folder. Name a .png file.")
+    if path.exists() and not overwrite and picture_of(path) != picture:
+        raise OutputNotWritable(
+            f"{path} exists and is not a {picture} picture written by tfvae; it is left as it is. Choose another "
+            f"{option}, or pass --overwrite to replace it."
+        )
+    return path
+
+
+def picture_of(path):
+    """Which tfvae picture the PNG at `path` is (`PICTURE_KEY`), or None for any other file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.text.get(PICTURE_KEY) if image.format == "PNG" else None
+    except (OSError, ValueError, SyntaxError):
+        return None

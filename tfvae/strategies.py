@@ -5,6 +5,8 @@ import logging
 import keras
 import tensorflow as tf
 
+from tfvae.errors import RunError
+
 logger = logging.getLogger("tfvae")
 
 
@@ -25,7 +27,13 @@ def _one_device():
 
 
 def _tpu():
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    except (ValueError, RuntimeError) as error:
+        raise RunError(
+            f"No TPU found ({' '.join(str(error).split())}). --strategy tpu runs on a Cloud TPU VM, or with TPU_NAME "
+            "naming a TPU; here use --strategy auto."
+        ) from None
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)

@@ -86,7 +86,8 @@ def build_model(config, info, missing_data=False, **trained_parts):
     (NaN) pixels; `trained_parts` are models a kind is built on (M1+M2's `m1`).
     """
     model_class = registry.lookup("model", config.model.model)
-    model = model_class.from_run_config(config.model, info, missing_data=missing_data, **trained_parts)
+    model = model_class.from_run_config(config.model, info, seed=config.optimization.seed, missing_data=missing_data,
+                                        **trained_parts)
     model.compile(
         optimizer=keras.optimizers.Adam(config.optimization.learning_rate),
         jit_compile=config.execution.jit_compile,
@@ -144,6 +145,13 @@ def _load_data(config):
     eval_binarize = "static" if data.binarize else None
     eval_data, eval_info = load_dataset(split=data.eval_split, binarize=eval_binarize, shuffle=False, return_info=True,
                                         **options)
+    unseen = sorted(set(eval_info.classes) - set(info.classes))
+    if model_class.run_uses_labels and unseen:
+        raise RunError(
+            f"The held-out split {data.eval_split!r} has classes the training split {data.train_split!r} never shows "
+            f"({', '.join(map(str, unseen))}; training has {', '.join(map(str, info.classes))}): a model of labels "
+            "learns only the classes it trains on. Choose splits that hold the same classes."
+        )
     missing_data = max(info.missing_share, eval_info.missing_share) > 0
     if missing_data:
         logger.info("Missing pixels: %.1f%% of the training split; bounds count observed pixels only.",
@@ -231,14 +239,22 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
         raise TrainingDiverged(
             guard.message + f" Nothing was exported; checkpoints before the divergence are in {checkpoint_dir}."
         )
-    return finish_run(model, config, eval_data, history, output_dir if chief else None)
+    try:
+        return finish_run(model, config, eval_data, history, output_dir if chief else None)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            f"Interrupted after training, during the final evaluation or export. Training is complete and its "
+            f"checkpoints are in {checkpoint_dir}: `tfvae evaluate {output_dir}` and `tfvae export {output_dir}` finish "
+            "the rest (or run the same command with --resume)."
+        ) from None
 
 
 def _train_image_model(config, output_dir, verbose):
-    """Stage one of M1+M2: the VAE M1, trained on every training image (no labels) as its own run in
-    `output_dir`/m1 (resumed there when the run is), for `m1_epochs` epochs; returns the trained model."""
+    """Stage one of M1+M2: the VAE M1, trained on every training image (no labels, freshly binarized each
+    epoch, as a VAE trains by default) as its own run in `output_dir`/m1 (resumed there when the run is), for
+    `m1_epochs` epochs; returns the trained model."""
     m1_dir = output_dir / "m1"
-    settings = {name: default(name) for name in ("alpha", "bound_weighting", "m1_epochs", "labeled_examples")}
+    settings = {name: default(name) for name in ("alpha", "bound_weighting", "m1_epochs", "labeled_examples", "binarize")}
     m1_config = config.replace(model="vae", epochs=config.optimization.m1_epochs, output_dir=str(m1_dir), export_dir="",
                                log_likelihood_samples=0, **settings)
     logger.info("M1+M2, stage 1: the VAE M1 on every training image, %d epochs, in %s.", m1_config.optimization.epochs,

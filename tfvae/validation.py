@@ -113,10 +113,15 @@ def check_labels(labels, count, num_classes, allow_unlabeled=False, name="labels
 def check_labeled_dataset(data, name="x"):
     """Validates that a `tf.data` dataset yields (images, integer labels) pairs."""
     spec = data.element_spec
-    if not isinstance(spec, (tuple, list)) or len(spec) < 2 or not spec[1].dtype.is_integer:
+    if not isinstance(spec, (tuple, list)) or len(spec) < 2:
         raise ValueError(
-            f"Expected the dataset {name} to yield (images, integer labels) pairs for this conditional model. "
+            f"Expected the dataset {name} to yield (images, integer labels) pairs for this model of labels. "
             f"Received: element_spec={spec}. Build it with tfvae.data.load_dataset(..., with_labels=True)."
+        )
+    if not spec[1].dtype.is_integer:
+        raise ValueError(
+            f"Expected the dataset {name} to yield integer labels. Received: dtype={spec[1].dtype.name}. "
+            "Convert them with dataset.map(lambda x, y: (x, tf.cast(y, tf.int64))) if they hold whole numbers."
         )
 
 
@@ -130,3 +135,82 @@ def check_labeled_fit_input(x, y, image_shape, support, num_classes, name="x", a
         check_labeled_dataset(x, name)
     else:
         check_labels(y, len(x), num_classes, allow_unlabeled=allow_unlabeled, name=f"the labels of {name}")
+
+
+# Marks the messages of checks that run inside the input pipeline or a SavedModel, so they can be told from
+# TensorFlow's own errors and shown as one line.
+INPUT_CHECK = "Invalid input:"
+_END = " [end]"
+
+
+def _text(part):
+    if isinstance(part, str):
+        return part
+    if part.dtype.is_floating:
+        return tf.strings.as_string(part, shortest=True)
+    return tf.strings.as_string(part) if part.dtype != tf.string else part
+
+
+def _assert(condition, *message):
+    """An in-graph check: fails with `message` (strings and tensors, joined) unless `condition` holds."""
+    text = tf.strings.join([INPUT_CHECK + " ", *map(_text, message), _END])
+    return tf.debugging.Assert(condition, [text])
+
+
+def input_check_message(error):
+    """The message of a failed in-graph input check inside a TensorFlow error, or None for another error."""
+    text = str(error)
+    start = text.find(INPUT_CHECK)
+    if start < 0:
+        return None
+    end = text.find(_END, start)
+    return text[start + len(INPUT_CHECK) + 1 : end if end >= 0 else None]
+
+
+def image_checks(images, support=(0.0, 1.0), allow_missing=False, where="", name="images", advice=None):
+    """In-graph checks of a batch of images: every pixel finite (NaN allowed with `allow_missing`, a missing
+    pixel) and in `support`. Returns the check ops, to run before anything uses the batch; `where` starts the
+    messages, `advice` ends the one about values that are not finite."""
+    nan = tf.math.is_nan(images)
+    known = tf.math.is_finite(images) | (nan if allow_missing else tf.zeros_like(nan))
+    low = tf.reduce_min(tf.where(nan, tf.cast(support[1], images.dtype), images))  # NaN left out of the extremes
+    high = tf.reduce_max(tf.where(nan, tf.cast(support[0], images.dtype), images))
+    if advice is None:
+        advice = ("NaN marks a missing pixel" if allow_missing else
+                  "a model built with missing_data=True takes NaN as a missing pixel")
+    return [
+        _assert(tf.reduce_all(known), where, f"expected finite {name}. Received: ",
+                tf.reduce_sum(tf.cast(~known, tf.int32)), f" values that are not ({advice})"),
+        _assert((low >= support[0]) & (high <= support[1]), where,
+                f"expected {name} in [{support[0]}, {support[1]}]. Received: values in [", low, ", ", high,
+                "]. Scale 8-bit images with x / 255."),
+    ]
+
+
+def label_checks(labels, num_classes, allow_unlabeled=False, where="", name="labels"):
+    """In-graph check of integer labels: in [0, num_classes), or −1 (unlabeled) with `allow_unlabeled`."""
+    lowest = -1 if allow_unlabeled else 0
+    allowed = f"[0, {num_classes})" + (", or -1 for unlabeled examples" if allow_unlabeled else "")
+    labels = tf.cast(labels, tf.int64)
+    low, high = tf.reduce_min(labels), tf.reduce_max(labels)
+    return [_assert((low >= lowest) & (high < num_classes), where, f"expected {name} in {allowed}. Received: labels in [",
+                    low, ", ", high, "]")]
+
+
+def checked_batches(dataset, support, num_classes=0, allow_unlabeled=False, allow_missing=False, name="x"):
+    """`dataset` (image batches or (images, labels) pairs) with every batch checked as it flows (`image_checks`,
+    `label_checks`);
+    a bad batch stops `fit` with a message naming it and what is wrong."""
+
+    def check(index, batch):
+        parts = batch if isinstance(batch, (tuple, list)) else (batch,)
+        images = parts[0]
+        labels = parts[1] if len(parts) > 1 and parts[1].dtype.is_integer else None  # float labels: refused by spec
+        where = tf.strings.join([f"the dataset {name}, batch ", tf.strings.as_string(index), " of an epoch (from 0): "])
+        checks = image_checks(images, support, allow_missing, where)
+        if num_classes and labels is not None:
+            checks += label_checks(labels, num_classes, allow_unlabeled, where)
+        with tf.control_dependencies(checks):
+            return tf.nest.map_structure(tf.identity, batch)
+
+    return dataset.enumerate().map(check)

@@ -21,19 +21,21 @@ def keep_labels(labels, labeled_examples, seed=0):
             f"Expected labeled_examples to be an integer >= {len(classes)} (one per class). "
             f"Received: labeled_examples={labeled_examples!r}"
         )
+    counts = {int(c): int(np.sum(labels == c)) for c in classes}
+    # The largest class-balanced choice this split can give, and no more than was asked for.
+    possible = len(classes) * min(labeled_examples // len(classes), min(counts.values()))
     if labeled_examples % len(classes):
         raise ValueError(
             f"labeled_examples={labeled_examples} does not divide into the {len(classes)} classes. "
-            f"Use a multiple of {len(classes)}, e.g. {labeled_examples - labeled_examples % len(classes)}."
+            f"Use a multiple of {len(classes)}, e.g. {possible}."
         )
     per_class = labeled_examples // len(classes)
-    counts = {int(c): int(np.sum(labels == c)) for c in classes}
     if labeled_examples > known.size or min(counts.values()) < per_class:
         scarcest = min(counts, key=counts.get)
         raise ValueError(
             f"labeled_examples={labeled_examples} needs {per_class} examples of each class, but the split has "
-            f"{known.size} labeled examples and only {counts[scarcest]} of class {scarcest}. Use fewer "
-            "labeled examples or a larger split."
+            f"{known.size} labeled examples and only {counts[scarcest]} of class {scarcest}. Use at most {possible} "
+            "labeled examples, or a larger split."
         )
     rng = np.random.default_rng(seed)
     kept = np.full_like(labels, UNLABELED)

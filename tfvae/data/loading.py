@@ -34,6 +34,7 @@ class DatasetInfo:
     source: str
     num_classes: int = 0  # 1 + the largest label; 0 for data without labels
     num_labeled: int = 0  # examples with a label (>= 0): all of them, or the `labeled_examples` kept
+    classes: tuple = ()  # the classes the split's labels hold
     missing_share: float = 0.0  # share of pixels missing (NaN in the data, or hidden by `missing`)
 
 
@@ -118,6 +119,7 @@ def load_dataset(
         if len(images) == 0:
             raise DataUnavailable(f"The split {split!r} of {name!r} is empty ({source.description}).")
         num_classes = int(labels.max()) + 1 if len(labels) else 0
+        classes = tuple(int(c) for c in np.unique(labels[labels >= 0]))
         if with_labels and not num_classes:
             raise ValueError(
                 f"The split {split!r} of {name!r} has no labels ({source.description}), but this model needs them. "
@@ -141,7 +143,7 @@ def load_dataset(
         )
         missing_share = 0.0 if observed is None else 1.0 - float(observed.mean())
         info = DatasetInfo(name, split, tuple(int(d) for d in images.shape[1:]), len(images), source.description, num_classes,
-                           int(np.sum(labels >= 0)), missing_share)
+                           int(np.sum(labels >= 0)), classes, missing_share)
         return (dataset, info) if return_info else dataset
     hint = (
         "Provide the data with --data-dir (a folder of IDX files such as train-images-idx3-ubyte.gz, "

@@ -36,6 +36,25 @@ def _check_counts(images, labels, where):
         )
 
 
+def _integer_labels(labels, where):
+    """`labels` as int64, checked: whole numbers, each a class (>= 0) or -1 (unknown)."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise DataUnavailable(
+                f"{where} holds labels that are not whole numbers (dtype {labels.dtype}); expected integer classes. "
+                "Save them as integers, e.g. y.astype('int64')."
+            )
+    elif labels.dtype.kind not in "iub":
+        raise DataUnavailable(f"{where} holds labels of dtype {labels.dtype}; expected integer classes.")
+    labels = labels.astype(np.int64)
+    if labels.size and labels.min() < -1:
+        raise DataUnavailable(
+            f"{where} holds the label {labels.min()}; expected classes 0, 1, ... and -1 for an unknown label."
+        )
+    return labels
+
+
 def _with_channel_axis(images):
     return images[..., None] if images.ndim == 3 else images
 
@@ -73,8 +92,9 @@ def idx_source(folder):
         images = _with_channel_axis(read_idx(images_path))
         labels_path = _find(folder, f"{prefix}-labels-idx1-ubyte")
         labels = read_idx(labels_path) if labels_path else np.full(len(images), -1, np.int64)
-        _check_counts(images, labels, f"The {split} split in {folder} ({images_path.name}, {labels_path and labels_path.name})")
-        arrays[split] = (images, labels.astype(np.int64))
+        where = f"The {split} split in {folder} ({images_path.name}, {labels_path and labels_path.name})"
+        _check_counts(images, labels, where)
+        arrays[split] = (images, _integer_labels(labels, where))
     return ArraySource(f"IDX files in {folder}", arrays) if arrays else None
 
 
@@ -92,8 +112,9 @@ def npz_source(path):
                 split = key[2:]
                 images = _with_channel_axis(archive[key])
                 labels = archive[f"y_{split}"] if f"y_{split}" in archive.files else np.full(len(images), -1)
-                _check_counts(images, labels, f"The {split} split in {path} (x_{split}, y_{split})")
-                arrays[split] = (images, labels.astype(np.int64))
+                where = f"The {split} split in {path} (x_{split}, y_{split})"
+                _check_counts(images, labels, where)
+                arrays[split] = (images, _integer_labels(labels, where))
     if not arrays:
         raise DataUnavailable(
             f"{path} holds no image arrays. Expected arrays named x_train, x_test, ... "
@@ -124,6 +145,10 @@ class TFDSSource:
     def load(self, split):
         import tensorflow_datasets as tfds
 
+        root = pathlib.Path(self.data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
+        if not self.download and not (root / self.name).is_dir():
+            # Asked about a folder that is not there, TFDS logs a warning about it; nothing to read anyway.
+            raise DataUnavailable(f"{self.name!r} is not prepared in {root}")
         builder = tfds.builder(self.name, data_dir=self.data_dir)
         if not builder.is_prepared():
             if not self.download:

@@ -8,6 +8,7 @@ strategies, mixed precision, fast input for NumPy arrays, and batched
 inference with progress.
 """
 
+import contextlib
 import logging
 import math
 import sys
@@ -20,8 +21,10 @@ from tfvae import strategies
 from tfvae._version import __version__
 from tfvae.data.pipeline import array_pipeline
 from tfvae.distributions import RANDOM_ALGORITHM
+from tfvae.errors import InvalidInput
 from tfvae.fused_steps import fused_step_function
 from tfvae.limits import check_count
+from tfvae.validation import checked_batches, input_check_message
 
 logger = logging.getLogger("tfvae")
 
@@ -44,6 +47,18 @@ def _is_array(data):
 def _float32_if_floating(array):
     array = array if tf.is_tensor(array) else np.asarray(array)
     return tf.cast(array, tf.float32) if array.dtype in (np.float16, np.float64, tf.float16, tf.float64) else array
+
+
+@contextlib.contextmanager
+def _input_errors():
+    """A failed in-graph input check (`validation.checked_batches`) as one clear `InvalidInput`."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        message = input_check_message(error)
+        if message is None:
+            raise
+        raise InvalidInput(message) from None
 
 
 class BaseVAE(keras.Model):
@@ -242,23 +257,34 @@ class BaseVAE(keras.Model):
         if isinstance(validation_data, (tuple, list)):
             validation_x, validation_y = validation_data[0], (validation_data[1] if len(validation_data) > 1 else None)
         self.check_data(validation_x, validation_y, "validation_data")
+        x, validation_data = self._checked_input(x), self._checked_input(validation_data, "validation_data")
         if not validation_split and kwargs.get("sample_weight") is None:
             if validation_x is not None and _is_array(validation_x):
                 validation_data, _, _ = self._as_dataset(validation_x, validation_y, batch_size, False)
             x, y, batch_size = self._as_dataset(x, y, batch_size, shuffle)
         if "steps_per_epoch" in kwargs or isinstance(x, tf.data.Dataset):
             self._fit_steps_per_execution_to(x, kwargs.get("steps_per_epoch"))
-        return super().fit(
-            x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
-            validation_split=validation_split, validation_data=validation_data,
-            shuffle=shuffle and not isinstance(x, tf.data.Dataset), **kwargs,
-        )
+        with _input_errors():
+            return super().fit(
+                x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                validation_split=validation_split, validation_data=validation_data,
+                shuffle=shuffle and not isinstance(x, tf.data.Dataset), **kwargs,
+            )
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         self.check_data(x, y)
+        x = self._checked_input(x)
         if kwargs.get("sample_weight") is None:
             x, y, batch_size = self._as_dataset(x, y, batch_size, False)
-        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+        with _input_errors():
+            return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def _checked_input(self, data, name="x"):
+        """A `tf.data` dataset whose batches are checked as they flow (`validation.checked_batches`): pixels in
+        the likelihood's support, labels in range. Arrays, checked whole before, pass unchanged."""
+        if not isinstance(data, tf.data.Dataset):
+            return data
+        return checked_batches(data, self.data_support, self.num_classes, self.allows_unlabeled, self.missing_data, name)
 
     def predict(self, x, *args, **kwargs):
         self.check_data(x)

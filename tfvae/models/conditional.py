@@ -37,5 +37,5 @@ class ConditionalVAE(VAE):
         return super().for_images(input_shape, latent_dim=latent_dim, num_classes=num_classes, **options)
 
     @classmethod
-    def from_run_config(cls, model, info, missing_data=False):
-        return cls.for_images(info.image_shape, info.num_classes, **cls._run_options(model), missing_data=missing_data)
+    def from_run_config(cls, model, info, seed=None, missing_data=False):
+        return cls.for_images(info.image_shape, info.num_classes, **cls._run_options(model, seed), missing_data=missing_data)

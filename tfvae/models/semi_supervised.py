@@ -78,10 +78,10 @@ class SemiSupervisedVAE(VAE):
         return cls(encoder, decoder, classifier, prior=prior, alpha=alpha, bound_weighting=bound_weighting, **vae_options)
 
     @classmethod
-    def from_run_config(cls, model, info, missing_data=False):
+    def from_run_config(cls, model, info, seed=None, missing_data=False):
         del missing_data  # refused by the run configuration: a classifier needs whole images
         labeled = info.num_labeled
-        return cls.for_images(info.image_shape, info.num_classes, **cls._run_options(model), alpha=model.alpha,
+        return cls.for_images(info.image_shape, info.num_classes, **cls._run_options(model, seed), alpha=model.alpha,
                               bound_weighting=model.bound_weighting, labeled_fraction=labeled / info.num_examples)
 
     @property

@@ -7,6 +7,8 @@ image without labels; M2 then separates classes in M1's code space rather than i
 pixels (benchmarks/RESULTS.md measures what that gains).
 """
 
+import os
+
 import keras
 import tensorflow as tf
 
@@ -50,6 +52,8 @@ class StackedSemiSupervisedVAE(BaseVAE):
 
     tracked = SemiSupervisedVAE.tracked
     parts = ("m1", "m2")
+    allows_unlabeled = True  # label −1 marks an unlabeled example
+    missing_data = False  # M2's classifier needs whole images
     run_uses_labels = True
     pretrains_image_model = True  # `tfvae train` trains M1 first (`tfvae.training`)
 
@@ -82,12 +86,19 @@ class StackedSemiSupervisedVAE(BaseVAE):
     @classmethod
     def on_codes_of(cls, m1, num_classes, latent_dim=50, hidden_units=(500,), alpha=10.0, bound_weighting="data",
                     seed=None, **m2_options):
-        """M2 with MLP networks of `hidden_units` on the codes of the trained VAE `m1`, as in the paper.
+        """M2 with MLP networks of `hidden_units` on the codes of the trained VAE `m1` (or the run directory or
+        .keras file that holds it), as in the paper.
 
         p(z1|y, z2) is Gaussian with a σ learned per code dimension (`FeatureGaussianLikelihood`);
         z2 has `latent_dim` dimensions. `m2_options` (beta, objective, num_samples, ...) go to M2.
         """
         networks.check_num_classes(num_classes, minimum=2)
+        if isinstance(m1, (str, os.PathLike)):
+            from tfvae.checkpoints import load_model
+
+            m1 = load_model(m1)
+        if not isinstance(m1, VAE):
+            raise TypeError(f"Expected m1 to be a trained tfvae.VAE, or a path to one. Received: {type(m1).__name__}")
         code_shape = (1, 1, m1.latent_dim)  # M1's codes as one-pixel images of latent_dim channels
         m2 = SemiSupervisedVAE(
             networks.mlp_encoder(code_shape, latent_dim, hidden_units, num_classes=num_classes),
@@ -102,14 +113,14 @@ class StackedSemiSupervisedVAE(BaseVAE):
         return cls(m1, m2, seed=seed)
 
     @classmethod
-    def from_run_config(cls, model, info, missing_data=False, m1=None):
+    def from_run_config(cls, model, info, seed=None, missing_data=False, m1=None):
         """M1+M2 as a run's `ModelConfig` (`model`) describes it, on the codes of `m1`, the VAE the run trained
         first (`tfvae.training`); the labeled share comes from the data `info` describes."""
         del missing_data  # refused by the run configuration: a classifier needs whole images
         stacked = cls.on_codes_of(m1, info.num_classes, latent_dim=model.latent_dim, alpha=model.alpha,
                                   bound_weighting=model.bound_weighting, beta=model.beta, kl=model.kl,
                                   num_samples=model.num_samples, objective=model.objective,
-                                  gradient_estimator=model.gradient_estimator)
+                                  gradient_estimator=model.gradient_estimator, seed=seed)
         stacked.labeled_fraction = info.num_labeled / info.num_examples
         return stacked
 

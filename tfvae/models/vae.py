@@ -156,14 +156,16 @@ class VAE(BaseVAE):
         return cls(encoder, decoder, prior=prior, **vae_options)
 
     @classmethod
-    def from_run_config(cls, model, info, missing_data=False):
-        """The model a run's `ModelConfig` (`model`) describes, for the data `DatasetInfo` (`info`) describes."""
-        return cls.for_images(info.image_shape, **cls._run_options(model), missing_data=missing_data)
+    def from_run_config(cls, model, info, seed=None, missing_data=False):
+        """The model a run's `ModelConfig` (`model`) describes, for the data `DatasetInfo` (`info`) describes, with
+        the run's `seed`."""
+        return cls.for_images(info.image_shape, **cls._run_options(model, seed), missing_data=missing_data)
 
     @staticmethod
-    def _run_options(model):
-        """The `for_images` options every kind of model takes from a run's `ModelConfig`."""
+    def _run_options(model, seed):
+        """The `for_images` options every kind of model takes from a run's `ModelConfig`, and the run's seed."""
         return {
+            "seed": seed,
             "latent_dim": model.latent_dim, "architecture": model.architecture, "likelihood": model.likelihood,
             "gaussian_scale": model.gaussian_scale, "prior": model.prior, "posterior": model.posterior,
             "beta": model.beta, "kl": model.kl, "num_samples": model.num_samples, "objective": model.objective,

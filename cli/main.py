@@ -269,8 +269,8 @@ def evaluate(model, dataset, data_dir, no_download, split, log_likelihood_sample
 @click.option("-n", "--num-images", type=click.IntRange(1, MAX_GRID_IMAGES), default=64)
 @click.option("--seed", type=int, default=0)
 @click.option("--label", type=click.IntRange(min=0), help="Conditional models: generate this class only [default: one row per class].")
-@picture_out("samples", "samples.png")
 @user_errors
+@picture_out("samples", "samples.png")
 def sample(model, num_images, seed, label, out):
     """Save a grid of images generated from MODEL's prior."""
     from tfvae.checkpoints import load_model
@@ -284,8 +284,8 @@ def sample(model, num_images, seed, label, out):
 @data_options
 @click.option("--split", default="test")
 @click.option("-n", "--num-images", type=click.IntRange(1, MAX_GRID_IMAGES), default=32)
-@picture_out("reconstructions", "reconstructions.png")
 @user_errors
+@picture_out("reconstructions", "reconstructions.png")
 def reconstruct(model, dataset, data_dir, no_download, split, num_images, out):
     """Save held-out images beside MODEL's reconstructions."""
     from tfvae.checkpoints import load_model
@@ -326,9 +326,9 @@ def export(model, export_dir, version):
 @click.option("-n", "--num-images", type=click.IntRange(1, 10000), default=100, help="Images completed and scored.")
 @click.option("--draws", type=click.IntRange(0, 16), default=3, help="Sampled completions shown beside the mean.")
 @click.option("--seed", type=int, default=0)
-@picture_out("completions", "completions.png")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @user_errors
+@picture_out("completions", "completions.png")
 def complete(model, dataset, data_dir, no_download, split, train_split, mask, method, num_samples, num_images, draws, seed,
              out, as_json):
     """Fill in the pixels a --mask hides in held-out images; score the completions against a per-pixel-mean baseline.
@@ -420,9 +420,9 @@ def explore(model, dataset, data_dir, no_download, split, num_images, out_dir, o
 @click.option("--estimator", "estimators", type=click.Choice(GRADIENT_ESTIMATORS), multiple=True,
               help="Repeat to choose [default: every estimator that applies to the model's objective].")
 @click.option("--seed", type=int, default=0)
-@picture_out("gradient_variance", "gradient_variance.png")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @user_errors
+@picture_out("gradient_variance", "gradient_variance.png")
 def gradient_variance(model, dataset, data_dir, no_download, split, batch_size, num_draws, estimators, seed, out, as_json):
     """Variance and signal-to-noise ratio of each gradient estimator on MODEL (a run directory or .keras file)."""
     from tfvae import plots

@@ -144,3 +144,35 @@ def test_a_killed_worker_restarts_and_the_run_continues_from_the_backup(tmp_path
     chief, worker = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
     for key in chief.files:
         np.testing.assert_array_equal(chief[key], worker[key])
+
+
+def cli(tmp_path, name, tf_config=None, **popen):
+    """`tfvae train --strategy multi-worker` in its own process (a strategy is fixed when TensorFlow starts)."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
+    if tf_config is not None:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    command = [sys.executable, "-m", "tfvae.cli", "train", "--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--no-download",
+               "--train-split", "test[:1024]", "--eval-split", "test[9000:9200]", "--epochs", "2", "--latent-dim", "4",
+               "--strategy", "multi-worker", "--log-likelihood-samples", "5", "--output-dir", str(tmp_path / "run"),
+               "--no-export", "--quiet"]
+    log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 -- closed by the process's end
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, **popen)
+
+
+@pytest.mark.parametrize("tf_config", [None, "one worker"], ids=["no TF_CONFIG", "a one-worker TF_CONFIG"])
+def test_a_single_multi_worker_run_finishes_from_the_command_line(tmp_path, tf_config):
+    if tf_config:
+        tf_config = {"cluster": {"worker": [f"127.0.0.1:{free_ports(1)[0]}"]}, "task": {"type": "worker", "index": 0}}
+    process = cli(tmp_path, "single", tf_config)
+    assert process.wait(timeout=600) == 0, (tmp_path / "single.log").read_text()[-3000:]
+    assert json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())["epoch"] == 2
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_two_workers_finish_from_the_command_line(tmp_path):
+    ports = free_ports(2)
+    processes = [cli(tmp_path, f"worker{index}", {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                                  "task": {"type": "worker", "index": index}}) for index in (0, 1)]
+    codes = [process.wait(timeout=600) for process in processes]
+    assert codes == [0, 0], (tmp_path / "worker0.log").read_text()[-3000:] + (tmp_path / "worker1.log").read_text()[-3000:]
+    assert json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())["epoch"] == 2

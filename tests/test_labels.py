@@ -5,6 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import scipy.special
 import tensorflow as tf
 from conftest import MNIST_CLI, invoke_cli
 
@@ -331,3 +332,81 @@ def test_cli_semi_supervised_trains_m1_then_m2_resumes_and_serves(tmp_path):
     out = tmp_path / "sevens.png"
     result = invoke_cli("sample", str(run), "--label", "7", "-n", "8", "--out", str(out))  # through M2's p(z1|y)
     assert result.exit_code == 0 and out.exists(), result.output
+
+
+# Models of labels answer without labels ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_conditional(labeled):
+    images, labels = labeled[0][:2000], labeled[1][:2000]
+    keras.utils.set_random_seed(2)
+    vae = conditional()
+    vae.compile()
+    vae.fit(images, labels, batch_size=100, epochs=2, verbose=0)
+    return vae
+
+
+def per_class(vae, method, images, **options):
+    """`method` given each class in turn, stacked: (C, N)."""
+    return np.stack([getattr(vae, method)(images, labels=np.full(len(images), c), **options).numpy()
+                     for c in range(vae.num_classes)])
+
+
+def test_a_conditional_models_bound_without_labels_is_the_log_sum_exp_of_its_class_bounds(trained_conditional, labeled):
+    images = labeled[2][:20]
+    marginal = trained_conditional.elbo(images, num_samples=2000, seed=1).numpy()
+    given = per_class(trained_conditional, "elbo", images, num_samples=2000, seed=2)
+    # log Σ_y p(y) exp ELBO(x|y): the best bound over distributions of y (Monte-Carlo error ~0.3 nats here).
+    np.testing.assert_allclose(marginal, scipy.special.logsumexp(given, axis=0) - np.log(10), atol=0.5)
+    # log Σ_y p(y) p(x|y), each class from its own draws; importance estimates of a 2-epoch model are noisy, so
+    # both sides take many draws, on fewer images.
+    log_likelihood = trained_conditional.log_likelihood(images[:5], num_samples=5000, seed=3).numpy()
+    each = per_class(trained_conditional, "log_likelihood", images[:5], num_samples=5000, seed=4)
+    np.testing.assert_allclose(log_likelihood, scipy.special.logsumexp(each, axis=0) - np.log(10), atol=1.0)
+    assert np.all(marginal[:5] < log_likelihood + 0.5) and np.all(log_likelihood > given[:, :5].max(axis=0) - np.log(10))
+
+
+def test_m2s_bound_without_labels_sums_the_class_bounds_under_q(trained_m2, labeled):
+    images = labeled[2][:20]
+    marginal = trained_m2.elbo(images, num_samples=2000, seed=1).numpy()
+    given = per_class(trained_m2, "elbo", images, num_samples=2000, seed=2)  # (C, N): bounds on log p(x|y)
+    q = trained_m2.classify(images).probs_parameter().numpy().T.astype(np.float64)
+    expected = np.sum(q * (given - np.log(10)), axis=0) - np.sum(q * np.log(q), axis=0)
+    np.testing.assert_allclose(marginal, expected, atol=0.5)
+
+
+def test_models_of_labels_sample_and_complete_without_labels(trained_conditional, trained_m2, labeled):
+    images = labeled[2][:6]
+    observed = tfvae.masks.make("top_half", SHAPE)
+    for model in (trained_conditional, trained_m2):
+        assert model.sample(12, seed=5).shape == (12, *SHAPE)
+        np.testing.assert_array_equal(model.sample(12, seed=5), model.sample(12, seed=5))
+        mixture = model.complete(images, observed, num_samples=50, seed=1).numpy()
+        each = np.stack([model.complete(images, observed, num_samples=50, seed=1, labels=np.full(6, c)).numpy()
+                         for c in range(10)])
+        # Σ_y p(y|x_o) E[x_m | x_o, y]: each pixel lies between the classes' completions, observed ones kept.
+        assert np.all(mixture >= each.min(axis=0) - 1e-5) and np.all(mixture <= each.max(axis=0) + 1e-5)
+        np.testing.assert_array_equal(mixture[:, :14], images[:, :14])
+        drawn = model.complete(images, observed, num_samples=50, seed=1, draws=3).numpy()
+        assert drawn.shape == (3, 6, *SHAPE) and np.isin(drawn[:, :, 14:], (0.0, 1.0)).all()
+        assert np.isfinite(model.completion_log_likelihood(images, observed, num_samples=50, seed=1)).all()
+
+
+@pytest.mark.slow
+def test_m1_plus_m2_is_a_model_of_images_evaluated_beside_its_accuracy(labeled):
+    from tfvae import evaluation
+
+    images, labels, held_out, held_out_labels = labeled
+    keras.utils.set_random_seed(3)
+    m1 = tfvae.VAE.for_images(SHAPE, latent_dim=8, seed=0)
+    m1.compile()
+    m1.fit(images[:2000], batch_size=100, epochs=3, verbose=0)
+    model = tfvae.StackedSemiSupervisedVAE.on_codes_of(m1, 10, latent_dim=4, hidden_units=(64,), seed=0)
+    model.compile()
+    model.fit(images[:2000], keep_labels(labels[:2000], 100, seed=0), batch_size=100, epochs=2, verbose=0)
+    metrics = evaluation.evaluate(model, held_out[:200], log_likelihood_samples=50, labels=held_out_labels[:200])
+    # A bound on log p(x) under M1's p(x|z1) with M2's p(z1), below its importance-sampled estimate.
+    assert metrics["elbo"] < metrics["log_likelihood"] < 0 and 0 < metrics["accuracy"] <= 1
+    assert metrics["active_units"] <= 8 and metrics["latent_dim"] == 8
+    assert model.sample(4, labels=3, seed=1).shape == (4, *SHAPE)

@@ -178,8 +178,10 @@ class BaseVAE(keras.Model):
 
     def _tracker_results(self):
         results = {name: tracker.result() for name, tracker in self.trackers.items()}
-        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras reduces multi-worker step outputs with a MEAN along axis 0, which needs rank >= 1.
+        strategy = tf.distribute.get_strategy()
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.num_replicas_in_sync > 1:
+            # Keras reduces several workers' step outputs with a MEAN along axis 0, which needs rank >= 1
+            # (a single worker's are passed on unreduced, as scalars).
             results = {name: tf.reshape(value, [1]) for name, value in results.items()}
         return results
 

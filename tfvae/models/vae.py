@@ -482,8 +482,8 @@ class VAE(BaseVAE):
         weights = tf.nn.softmax(observed, axis=1).numpy()  # p(y | x_o), p(y) uniform
         per_class = np.stack([self.complete(images, mask, method, num_samples, draws, seed, batch_size, labels).numpy()
                               for _, labels in self._each_label(len(images))], axis=-5)  # (C, N, ...) or (M, C, N, ...)
-        if draws is None:
-            return tf.constant(np.einsum("nc,cn...->n...", weights, per_class))
+        if draws is None:  # observed pixels are as given, not a weighted sum of copies of them
+            return tf.constant(np.where(mask > 0, images, np.einsum("nc,cn...->n...", weights, per_class)))
         rng = np.random.default_rng(self._seed(seed).numpy())
         chosen = np.stack([[rng.choice(self.num_classes, p=w / w.sum()) for w in weights] for _ in range(draws)])  # (M, N)
         drawn = np.take_along_axis(per_class, chosen[:, None, :, None, None, None], axis=1)[:, 0]

@@ -174,6 +174,9 @@ def _choice(kind):
               help="The global batch size.")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=default("learning_rate"))
 @click.option("--beta", type=click.FloatRange(min=0), default=default("beta"), help="Weight of the KL term.")
+@click.option("--prior-draw-weight", type=click.FloatRange(0, 1, max_open=True), default=default("prior_draw_weight"),
+              show_default=_default_text("prior_draw_weight"),
+              help="Sohn et al.'s hybrid objective: weight of decoding codes drawn from the prior (0: the bound alone).")
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=default("warmup_epochs"),
               help="KL warm-up: anneal β from 0 over this many epochs.")
 @click.option("--seed", type=int, default=default("seed"))

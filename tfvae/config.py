@@ -47,6 +47,7 @@ class ModelConfig:
     gradient_estimator: str = "reparameterization"  # or "score_function", "doubly_reparameterized", "vimco"
     num_samples: int = 1  # L (or K for "iwae"): one sample per example suffices for the ELBO with batch >= 100
     beta: float = 1.0  # weight of the KL term
+    prior_draw_weight: float = 0.0  # Sohn et al.'s hybrid objective: weight of decoding prior draws (0: the bound alone)
     alpha: float = 10.0  # semi-supervised: weight of the classification loss (their α = 0.1·N is 0.1 here)
     bound_weighting: str = "data"  # semi-supervised: how labeled and unlabeled bounds add up
 
@@ -215,6 +216,8 @@ class RunConfig:
         for name, value in (("beta", model.beta), ("alpha", model.alpha)):
             if not (isinstance(value, (int, float)) and value >= 0):
                 raise RunError(f"Expected {name} >= 0. Received: {name}={value!r}")
+        if not (isinstance(model.prior_draw_weight, (int, float)) and 0 <= model.prior_draw_weight < 1):
+            raise RunError(f"Expected prior_draw_weight in [0, 1). Received: prior_draw_weight={model.prior_draw_weight!r}")
         for name, value, choices in (
             ("model", model.model, names.MODELS), ("prior", model.prior, names.PRIORS),
             ("posterior", model.posterior, names.POSTERIORS), ("likelihood", model.likelihood, names.LIKELIHOODS),

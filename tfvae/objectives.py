@@ -27,7 +27,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import names
-from tfvae.distributions import RANDOM_ALGORITHM, image_log_prob, kl_divergence, sample, stopped
+from tfvae.distributions import RANDOM_ALGORITHM, draw, image_log_prob, kl_divergence, sample, stopped
 
 tfd = tfp.distributions
 
@@ -78,6 +78,7 @@ def bound_terms(
     beta=1.0,
     baseline=0.0,
     observed=None,
+    prior_draw_weight=0.0,
 ):
     """Per-example terms of the chosen bound and estimator for one batch: a dict of (B,) tensors.
 
@@ -89,7 +90,10 @@ def bound_terms(
       signal         (score-function estimators) the learning signal the baseline tracks.
 
     `beta` weighs the KL term of the ELBO and log p(z) − log q(z|x) inside the IWAE weights
-    (β = 1 is the bound itself; `bound` and `elbo` always use β = 1).
+    (β = 1 is the bound itself; `bound` and `elbo` always use β = 1). `prior_draw_weight` w > 0 trains on
+    Sohn et al.'s (2015) hybrid objective: the loss becomes (1 − w)·loss − w·log p(x | z), z ~ p(z) drawn
+    from the prior (their "GSNN" term), so the decoder also learns to make the data from codes the prior
+    gives, as sampling will; the reported bounds are unchanged.
     """
     beta = tf.cast(beta, tf.float32)
     z = sample(posterior, num_samples, seed)  # (K, B, latent)
@@ -142,6 +146,10 @@ def bound_terms(
     }
     if gradient_estimator == "score_function":
         terms["signal"] = tf.reduce_mean(signal, axis=0)
+    if prior_draw_weight:
+        from_prior = draw(prior, tf.shape(images)[0], tf.random.experimental.stateless_fold_in(seed, 1, alg=RANDOM_ALGORITHM))
+        weight = tf.cast(prior_draw_weight, tf.float32)
+        terms["loss"] = (1.0 - weight) * terms["loss"] - weight * image_log_prob(decode(from_prior), images, observed)
     return terms
 
 

@@ -31,10 +31,18 @@ class ConditionalVAE(VAE):
         super().__init__(encoder, decoder, **kwargs)
 
     @classmethod
-    def for_images(cls, input_shape, num_classes, latent_dim=20, **options):
-        """An MLP or conv encoder/decoder pair conditioned on `num_classes` classes; options as `VAE.for_images`."""
+    def for_images(cls, input_shape, num_classes, latent_dim=20, prior="class_conditional", prior_draw_weight=0.1,
+                   **options):
+        """An MLP or conv encoder/decoder pair conditioned on `num_classes` classes; options as `VAE.for_images`.
+
+        The defaults are those that gave samples of the requested class (benchmarks/RESULTS.md): the prior
+        p(z|y), a Gaussian per class, and Sohn et al.'s hybrid objective with a tenth of the weight on
+        decoding prior draws. Without them (prior="standard_normal", prior_draw_weight=0) a 20-d latent
+        space carries the class itself and samples often ignore the label.
+        """
         networks.check_num_classes(num_classes, minimum=2)
-        return super().for_images(input_shape, latent_dim=latent_dim, num_classes=num_classes, **options)
+        return super().for_images(input_shape, latent_dim=latent_dim, num_classes=num_classes, prior=prior,
+                                  prior_draw_weight=prior_draw_weight, **options)
 
     @classmethod
     def from_run_config(cls, model, info, seed=None, missing_data=False):

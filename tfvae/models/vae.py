@@ -57,8 +57,9 @@ class VAE(BaseVAE):
     "vimco") says how its gradient is estimated (see `tfvae.objectives`). `beta` weighs the KL
     term (a non-trainable variable, so callbacks such as `KLWarmup` can anneal it); `kl` is
     "auto" (closed form where the posterior and prior have one, else Monte Carlo), "analytic" or
-    "monte_carlo". `fit` reports `loss` (= −bound when β = 1), `reconstruction`, `kl` and `elbo`,
-    in nats per example.
+    "monte_carlo". `prior_draw_weight` (0 by default) mixes in Sohn et al.'s term for decoding prior
+    draws (`tfvae.objectives.bound_terms`). `fit` reports `loss` (= −bound when β = 1 and no
+    prior-draw weight), `reconstruction`, `kl` and `elbo`, in nats per example.
 
     With networks built for `num_classes` classes the model is conditional (Sohn et al. 2015):
     `fit` takes (images, integer labels) and every method takes `labels=`, e.g. `sample(10,
@@ -90,6 +91,7 @@ class VAE(BaseVAE):
         num_samples=1,
         objective="elbo",
         gradient_estimator="reparameterization",
+        prior_draw_weight=0.0,
         seed=None,
         **kwargs,
     ):
@@ -102,6 +104,9 @@ class VAE(BaseVAE):
                 )
         if not (isinstance(beta, (int, float)) and beta >= 0):
             raise ValueError(f"Expected beta >= 0. Received: beta={beta!r}")
+        if not (isinstance(prior_draw_weight, (int, float)) and 0 <= prior_draw_weight < 1):
+            raise ValueError(f"Expected prior_draw_weight in [0, 1). Received: prior_draw_weight={prior_draw_weight!r}")
+        self.prior_draw_weight = float(prior_draw_weight)
         check_count("num_samples", num_samples)
         self.encoder = encoder
         self.decoder = decoder
@@ -169,7 +174,7 @@ class VAE(BaseVAE):
             "latent_dim": model.latent_dim, "architecture": model.architecture, "likelihood": model.likelihood,
             "gaussian_scale": model.gaussian_scale, "prior": model.prior, "posterior": model.posterior,
             "beta": model.beta, "kl": model.kl, "num_samples": model.num_samples, "objective": model.objective,
-            "gradient_estimator": model.gradient_estimator,
+            "gradient_estimator": model.gradient_estimator, "prior_draw_weight": model.prior_draw_weight,
         }
 
     @property
@@ -250,6 +255,7 @@ class VAE(BaseVAE):
             beta=self.beta,
             baseline=self.baseline if self.gradient_estimator == "score_function" else 0.0,
             observed=self._observed(images),
+            prior_draw_weight=self.prior_draw_weight,
         )
 
     def compute_terms(self, data, seed, training=False):
@@ -541,4 +547,5 @@ class VAE(BaseVAE):
             "num_samples": self.num_samples,
             "objective": self.objective,
             "gradient_estimator": self.gradient_estimator,
+            "prior_draw_weight": self.prior_draw_weight,
         }

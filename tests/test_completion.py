@@ -76,8 +76,10 @@ def test_masks_by_name():
     assert masks.make("quadrants:3", shape, seed=0).sum() == 3 * 14 * 14
 
 
-@pytest.mark.parametrize("name, message", [("top", "Unknown mask 'top'"), ("random:1.5", "needs a float in"),
-                                           ("random:x", "needs a float in"), ("quadrants:4", "needs a int from 1 to 3")])
+@pytest.mark.parametrize("name, message", [
+    ("top", "Unknown mask 'top'"), ("random:1.5", "needs a probability strictly between 0 and 1 after the colon"),
+    ("random:x", "e.g. 'random:0.5'"), ("quadrants:4", "needs a whole number from 1 to 3 after the colon, e.g. 'quadrants:2'"),
+])
 def test_unknown_or_malformed_mask_names(name, message):
     with pytest.raises(ValueError, match=message):
         masks.make(name, (28, 28, 1))

@@ -67,7 +67,7 @@ class SemiSupervisedVAE(VAE):
         self.labeled_fraction_known = labeled_fraction is not None
 
     @classmethod
-    def for_images(cls, input_shape, num_classes, latent_dim=20, architecture="mlp", likelihood="bernoulli",
+    def for_images(cls, input_shape, num_classes, latent_dim=50, architecture="mlp", likelihood="bernoulli",
                    gaussian_scale=0.1, prior="standard_normal", posterior="diagonal", alpha=10.0, bound_weighting="data",
                    **vae_options):
         """M2 with MLP or conv networks; the classifier has the encoder's body. Options as `VAE.for_images`."""

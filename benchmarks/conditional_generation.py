@@ -6,7 +6,7 @@ after `--epochs` epochs; the figure is the share it assigns to the requested cla
 `tfvae.ConditionalVAE.for_images(shape, num_classes)` at its defaults unless options say otherwise.
 
     python -m benchmarks.conditional_generation [--quick] [--dataset fashion_mnist | mnist-test]
-        [--epochs 10] [--seeds 0] [--samples 1000] [--latent-dim N] [--beta B] [--prior NAME]
+        [--epochs 10] [--seeds 0] [--samples 1000] [--latent-dim N] [--beta B] [--prior NAME] [--prior-draw-weight W]
 
 `fashion_mnist` trains on the 60k training split and tests on the 10k test split; `mnist-test` trains
 on MNIST `test[:8000]` (../shared/data/mnist) and tests on `test[8000:]`.
@@ -50,6 +50,7 @@ def main():
     parser.add_argument("--latent-dim", type=int, help="[default: ConditionalVAE.for_images's]")
     parser.add_argument("--beta", type=float, help="weight of the KL of z [default: the model's]")
     parser.add_argument("--prior", help="a prior's name in tfvae.registry.PRIORS [default: ConditionalVAE.for_images's]")
+    parser.add_argument("--prior-draw-weight", type=float, help="Sohn et al.'s hybrid weight [default: the model's]")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.samples = 1, 200
@@ -62,8 +63,8 @@ def main():
     options = {"batch_size": 500, "shuffle": False, "with_labels": True, "download": False, **source}
     real_train, train_labels = collect(load_dataset(split=train_split, binarize=None, **options))
     real_test, test_labels = collect(load_dataset(split=test_split, binarize=None, **options))
-    model_options = {key: value for key, value in (("latent_dim", args.latent_dim), ("beta", args.beta), ("prior", args.prior))
-                     if value is not None}
+    model_options = {key: value for key, value in (("latent_dim", args.latent_dim), ("beta", args.beta), ("prior", args.prior),
+                                                   ("prior_draw_weight", args.prior_draw_weight)) if value is not None}
     rows = []
     for seed in args.seeds:
         judge = independent_classifier(real_train, train_labels, seed)
@@ -75,12 +76,17 @@ def main():
         seconds = time.perf_counter() - start
         requested = np.repeat(np.arange(10), args.samples // 10)
         samples = model.sample(len(requested), seed=seed, labels=requested).numpy()
-        elbo = float(np.mean(model.elbo(collect(load_dataset(split=test_split, binarize="static", **options))[0],
-                                        labels=test_labels, seed=0)))
+        binary_test = collect(load_dataset(split=test_split, binarize="static", **options))[0]
+        elbo = float(np.mean(model.elbo(binary_test, labels=test_labels, seed=0)))
+        reconstructions = model.reconstruct(binary_test[:1000], labels=test_labels[:1000]).numpy()
         rows.append({
             "dataset": args.dataset, "seed": seed, "epochs": args.epochs, "latent_dim": model.latent_dim,
-            "beta": model.initial_beta, "prior": type(model.prior).__name__, "samples_of_requested_class": float(np.mean(judge(samples) == requested)),
+            "beta": model.initial_beta, "prior": type(model.prior).__name__,
+            "prior_draw_weight": model.prior_draw_weight, "samples_of_requested_class": float(np.mean(judge(samples) == requested)),
             "judge_accuracy_on_real": float(np.mean(judge(real_test) == test_labels)),
+            # The same images as the model reconstructs them: how far its decoder's means are recognisable at all.
+            "judge_accuracy_on_reconstructions": float(np.mean(judge(reconstructions) == test_labels[:1000])),
+            "per_class": [round(float(np.mean(judge(samples)[requested == c] == c)), 2) for c in range(10)],
             "held_out_elbo_given_y": elbo, "seconds_per_epoch": seconds / args.epochs,
         })
     report("conditional_generation", rows)

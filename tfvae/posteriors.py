@@ -13,8 +13,9 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import registry
+from tfvae import flows, registry
 from tfvae.distributions import SCALE_FLOOR
+from tfvae.limits import check_count
 
 tfd = tfp.distributions
 
@@ -29,6 +30,10 @@ class BasePosterior(keras.layers.Layer):
     def params_size(self, latent_dim):
         """How many raw values per example the encoder's projection gives this head."""
         raise NotImplementedError
+
+    def mixture_component(self, posterior):
+        """The distribution standing for q(z|x) as a component of a mixture prior (a VampPrior): q itself."""
+        return posterior
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class DiagonalGaussian(BasePosterior):
@@ -63,6 +68,67 @@ class FullCovarianceGaussian(BasePosterior):
         raw_diagonal = tf.linalg.diag_part(tril)
         scale_tril = tril + tf.linalg.diag(tf.nn.softplus(raw_diagonal) + SCALE_FLOOR - raw_diagonal)
         return tfd.MultivariateNormalTriL(loc=loc, scale_tril=scale_tril)
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class InverseAutoregressiveFlow(BasePosterior):
+    """q(z|x): a diagonal Gaussian z_0 ~ N(μ, diag σ²) pushed through `num_steps` inverse autoregressive flow
+    steps (Kingma et al. 2016), each a MADE network of `hidden_units` given a context vector h from the encoder.
+
+    The parameters are μ, σ's raw values (d each) and h (`context_units`, default the MADE's first width).
+    MADE's output layers start at zero, so a new flow is the identity and q starts as the diagonal
+    Gaussian; see `tfvae.flows` for the step. log q(z|x) = log q_0(z_0) − Σ log σ over the steps.
+    """
+
+    def __init__(self, num_steps=2, hidden_units=(320, 320), context_units=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_steps = check_count("num_steps", num_steps)
+        self.hidden_units = tuple(check_count("hidden_units", units) for units in hidden_units)
+        if not self.hidden_units:
+            raise ValueError("Expected at least one hidden layer in the MADE networks. Received: hidden_units=()")
+        self.context_units = check_count("context_units", self.hidden_units[0] if context_units is None else context_units)
+
+    def params_size(self, latent_dim):
+        return 2 * latent_dim + self.context_units
+
+    def build(self, params_shape):
+        latent_dim = (int(params_shape[-1]) - self.context_units) // 2
+        self.masked = []  # every step's MADE layers, in order; the last of each step is its output layer
+        self.context_kernels = []
+        for step in range(self.num_steps):
+            step_masks = flows.masks(latent_dim, self.hidden_units, reverse=step % 2 == 1)
+            for index, mask in enumerate(step_masks):
+                output = index == len(step_masks) - 1
+                layer = flows.MaskedDense(mask, kernel_initializer="zeros" if output else "glorot_uniform",
+                                          name=f"step{step}_layer{index}")
+                layer.build((None, mask.shape[0]))
+                self.masked.append(layer)
+            context = keras.layers.Dense(self.hidden_units[0], use_bias=False, dtype="float32", name=f"step{step}_context")
+            context.build((None, self.context_units))
+            self.context_kernels.append(context)
+        self.built = True
+
+    def call(self, params):
+        params = tf.cast(params, tf.float32)
+        latent_dim = (params.shape[-1] - self.context_units) // 2
+        loc, raw_scale, context = tf.split(params, [latent_dim, latent_dim, self.context_units], axis=-1)
+        base = tfd.MultivariateNormalDiag(loc=loc, scale_diag=tf.nn.softplus(raw_scale) + SCALE_FLOOR)
+        per_step = len(self.hidden_units) + 1
+        steps = []
+        for step in range(self.num_steps):
+            layers = self.masked[step * per_step : (step + 1) * per_step]
+            steps.append(([layer.masked_kernel() for layer in layers], [layer.bias for layer in layers],
+                          self.context_kernels[step].kernel))
+        return tfd.TransformedDistribution(base, flows.InverseAutoregressiveBijector(steps, context))
+
+    def mixture_component(self, posterior):
+        """The base Gaussian: a flow's density at codes it did not make needs its inverse (d MADE passes per
+        step), too costly for a mixture over many pseudo-inputs."""
+        return posterior.distribution
+
+    def get_config(self):
+        return {**super().get_config(), "num_steps": self.num_steps, "hidden_units": self.hidden_units,
+                "context_units": self.context_units}
 
 
 def make_posterior(posterior, **options):

@@ -16,6 +16,9 @@ from tfvae import registry
 from tfvae.distributions import SCALE_FLOOR, UNIT_RAW_SCALE
 from tfvae.limits import MAX_CLASSES, MAX_LATENT_DIM, check_count
 
+# Pseudo-inputs a VampPrior may learn: each costs an encoder pass per training step.
+MAX_PSEUDO_INPUTS = 100_000
+
 tfd = tfp.distributions
 
 
@@ -36,7 +39,7 @@ class BasePrior(keras.layers.Layer):
         """Whether the constructor's arguments determine the weights (else the model builds the prior)."""
         return True
 
-    def build(self, input_shape, num_classes=0):
+    def build(self, input_shape, num_classes=0, image_shape=None):
         latent_dim = check_count("latent_dim", int(input_shape[-1]), maximum=MAX_LATENT_DIM)
         if self.latent_dim is not None and latent_dim != self.latent_dim:
             raise ValueError(
@@ -118,7 +121,7 @@ class ClassConditionalNormal(MixtureOfGaussians):
     def ready_to_build(self):
         return self.num_classes is not None
 
-    def build(self, input_shape, num_classes=0):
+    def build(self, input_shape, num_classes=0, image_shape=None):
         if self.num_classes is None:
             self.num_classes = self.num_components = check_count("num_classes", num_classes, 2, MAX_CLASSES)
         elif num_classes and num_classes != self.num_classes:
@@ -137,6 +140,59 @@ class ClassConditionalNormal(MixtureOfGaussians):
         config = {**super().get_config(), "num_classes": self.num_classes}
         del config["num_components"]
         return config
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class VampPrior(BasePrior):
+    """The VampPrior (Tomczak & Welling 2018): p(z) = (1/K) Σ_k q(z | u_k), the mixture of the encoder's
+    posteriors at K learned pseudo-inputs u_k in data space.
+
+    Pseudo-inputs are sigmoid(raw) images (pixels in (0, 1)), raw values starting as N(0, 0.1²) draws, trained
+    with the model. A model of labels gives pseudo-input k the label k mod C. For a flow posterior, each
+    component is its base Gaussian (`BasePosterior.mixture_component`). KL(q || p) is by Monte Carlo.
+    """
+
+    def __init__(self, num_pseudo_inputs=500, latent_dim=None, image_shape=None, num_classes=0, **kwargs):
+        self.num_pseudo_inputs = check_count("num_pseudo_inputs", num_pseudo_inputs, maximum=MAX_PSEUDO_INPUTS)
+        self.image_shape = None if image_shape is None else tuple(image_shape)
+        self.num_classes = num_classes
+        super().__init__(latent_dim=latent_dim, **kwargs)
+
+    def ready_to_build(self):
+        return self.image_shape is not None
+
+    def build(self, input_shape, num_classes=0, image_shape=None):
+        if image_shape is not None:
+            if self.image_shape is not None and tuple(image_shape) != self.image_shape:
+                raise ValueError(f"Expected the pseudo-inputs' shape to be the images' ({tuple(image_shape)}). "
+                                 f"Received: image_shape={self.image_shape}")
+            self.image_shape = tuple(image_shape)
+        self.num_classes = num_classes or self.num_classes
+        super().build(input_shape)
+
+    def build_weights(self):
+        self.raw_pseudo_inputs = self.add_weight(shape=(self.num_pseudo_inputs, *self.image_shape),
+                                                 initializer=keras.initializers.RandomNormal(stddev=0.1),
+                                                 name="raw_pseudo_inputs")
+
+    def pseudo_inputs(self):
+        """The K learned pseudo-inputs, images of pixels in (0, 1)."""
+        return tf.sigmoid(self.raw_pseudo_inputs)
+
+    def call(self, encoder=None, labels=None):
+        if encoder is None:
+            raise ValueError("The VampPrior is defined through the encoder: call it as prior(encoder=vae.encoder), "
+                             "or use vae.prior_distribution().")
+        pseudo_labels = tf.range(self.num_pseudo_inputs) % self.num_classes if self.num_classes else None
+        posterior = encoder(self.pseudo_inputs(), pseudo_labels)  # batch (K,)
+        return tfd.MixtureSameFamily(
+            mixture_distribution=tfd.Categorical(logits=tf.zeros([self.num_pseudo_inputs])),
+            components_distribution=encoder.posterior.mixture_component(posterior),
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "num_pseudo_inputs": self.num_pseudo_inputs, "image_shape": self.image_shape,
+                "num_classes": self.num_classes}
 
 
 def make_prior(prior, **options):

@@ -50,6 +50,8 @@ MODELS = {
 PRIORS = {
     "standard_normal": Entry("tfvae.priors", "StandardNormal", "N(0, I)"),
     "mixture": Entry("tfvae.priors", "MixtureOfGaussians", "a mixture of diagonal Gaussians with learned weights, means, scales"),
+    "vamp": Entry("tfvae.priors", "VampPrior",
+                  "the mixture of the encoder's posteriors at 500 learned pseudo-inputs (Tomczak & Welling 2018)"),
     "class_conditional": Entry("tfvae.priors", "ClassConditionalNormal",
                                "p(z|y): a learned Gaussian per class (Sohn et al. 2015), for models of labels"),
 }
@@ -58,6 +60,8 @@ PRIORS = {
 POSTERIORS = {
     "diagonal": Entry("tfvae.posteriors", "DiagonalGaussian", "N(μ(x), diag σ²(x))"),
     "full_covariance": Entry("tfvae.posteriors", "FullCovarianceGaussian", "N(μ(x), L(x)L(x)ᵀ), L lower-triangular"),
+    "iaf": Entry("tfvae.posteriors", "InverseAutoregressiveFlow",
+                 "a diagonal Gaussian through 2 inverse autoregressive flow steps (Kingma et al. 2016)"),
 }
 
 # Likelihoods p(x|z), the decoder's head (`tfvae.likelihoods`).

@@ -217,7 +217,7 @@ class VAE(BaseVAE):
         if not self.decoder.built:
             self.decoder.build((None, self.latent_dim))
         if not self.prior.built:
-            self.prior.build((self.latent_dim,), num_classes=self.num_classes)
+            self.prior.build((self.latent_dim,), num_classes=self.num_classes, image_shape=self.image_shape)
         self.built = True
 
     # The three distributions ------------------------------------------------------

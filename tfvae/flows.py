@@ -1,0 +1,126 @@
+"""Inverse autoregressive flow (Kingma et al. 2016): MADE networks as Keras 3 layers, and the flow as a bijector.
+
+TFP's `AutoregressiveNetwork` is a Keras 2 (tf-keras) layer, which cannot sit inside a Keras 3 model, so MADE
+(Germain et al. 2015) is written here: dense layers whose kernels are multiplied by fixed 0/1 masks that make
+output i depend on inputs before i only. The flow itself is a `tfb` bijector built from the layers' weights as
+tensors, so TFP's distribution algebra applies to it (sampling through it, log-densities, and the stopped copy
+DReG and STL take, `tfvae.distributions.stopped`).
+
+Each step maps z to σ ⊙ z + (1 − σ) ⊙ m, where [m, s] = MADE(z, h), h the encoder's context, and
+σ = sigmoid(s + 2) / sigmoid(2): Kingma et al.'s gated update with their forget bias of 2, scaled so that a
+step whose outputs are zero is the identity (log-determinant Σ log σ = 0). Steps alternate the order.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfb = tfp.bijectors
+
+# Kingma et al.'s bias on the gate: σ starts near 1, so each step starts near the identity.
+FORGET_BIAS = 2.0
+
+
+def degrees(latent_dim, hidden_units, reverse):
+    """MADE's degrees: of the inputs (1..d, reversed on alternate steps), of each hidden layer (cycling through
+    1..d−1), for `latent_dim` d. An output of degree i may see hidden units of degree < i."""
+    inputs = np.arange(1, latent_dim + 1)
+    if reverse:
+        inputs = inputs[::-1]
+    hidden = [np.arange(units) % max(1, latent_dim - 1) + 1 for units in hidden_units]
+    return inputs, hidden
+
+
+def masks(latent_dim, hidden_units, reverse):
+    """The 0/1 kernel masks of MADE's layers, input to output; the last maps to 2·d outputs (m, then s)."""
+    inputs, hidden = degrees(latent_dim, hidden_units, reverse)
+    layers = [inputs, *hidden]
+    result = [(layers[i][:, None] <= layers[i + 1][None, :]).astype(np.float32) for i in range(len(hidden))]
+    output = (hidden[-1][:, None] < inputs[None, :]).astype(np.float32)  # strictly earlier inputs only
+    return [*result, np.concatenate([output, output], axis=1)]
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class MaskedDense(keras.layers.Layer):
+    """A dense layer whose kernel is multiplied by a fixed 0/1 `mask` (inputs, units): MADE's building block."""
+
+    def __init__(self, mask, kernel_initializer="glorot_uniform", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.mask = np.asarray(mask, np.float32)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        inputs, units = self.mask.shape
+        self.kernel = self.add_weight(shape=(inputs, units), initializer=self.kernel_initializer, name="kernel")
+        self.bias = self.add_weight(shape=(units,), initializer="zeros", name="bias")
+
+    def masked_kernel(self):
+        return self.kernel * self.mask
+
+    def get_config(self):
+        return {**super().get_config(), "mask": self.mask.tolist(),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+def made(z, context, step):
+    """[m, s] of one step from `step`'s weight tensors: (kernels, biases, context kernel), z (..., d)."""
+    kernels, biases, context_kernel = step
+    features = tf.nn.relu(z @ kernels[0] + biases[0] + context @ context_kernel)
+    for kernel, bias in zip(kernels[1:-1], biases[1:-1]):
+        features = tf.nn.relu(features @ kernel + bias)
+    return tf.split(features @ kernels[-1] + biases[-1], 2, axis=-1)
+
+
+def _gate(s):
+    """(σ, log σ) of the scaled gate σ = sigmoid(s + FORGET_BIAS) / sigmoid(FORGET_BIAS)."""
+    log_gate = tf.math.log_sigmoid(s + FORGET_BIAS) - tf.math.log_sigmoid(tf.constant(FORGET_BIAS, s.dtype))
+    return tf.exp(log_gate), log_gate
+
+
+class InverseAutoregressiveBijector(tfb.AutoCompositeTensorBijector):
+    """The steps of an inverse autoregressive flow, from their MADE weights (as tensors) and a context h.
+
+    `steps` holds, per step, (masked kernels, biases, context kernel); `context` is (B, c), broadcast over
+    leading sample axes of z. Forward is one MADE pass per step; the inverse (needed only for codes this flow
+    did not make) solves each step's triangular system, d passes per step.
+    """
+
+    def __init__(self, steps, context, validate_args=False, name="inverse_autoregressive_flow"):
+        parameters = dict(locals())
+        with tf.name_scope(name) as scope:
+            self._steps = tf.nest.map_structure(tf.convert_to_tensor, steps)
+            self._context = tf.convert_to_tensor(context)
+            super().__init__(forward_min_event_ndims=1, validate_args=validate_args, parameters=parameters, name=scope)
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
+
+    def _forward(self, z):
+        for step in self._steps:
+            m, s = made(z, self._context, step)
+            gate, _ = _gate(s)
+            z = gate * z + (1.0 - gate) * m
+        return z
+
+    def _forward_log_det_jacobian(self, z):
+        total = tf.zeros(tf.shape(z)[:-1], z.dtype)
+        for step in self._steps:
+            m, s = made(z, self._context, step)
+            gate, log_gate = _gate(s)
+            total += tf.reduce_sum(log_gate, axis=-1)
+            z = gate * z + (1.0 - gate) * m
+        return total
+
+    def _inverse(self, y):
+        latent_dim = y.shape[-1]
+        for step in reversed(self._steps):
+            z = y
+            for _ in range(latent_dim):  # dimension i settles after i passes (autoregressive)
+                m, s = made(z, self._context, step)
+                gate, _ = _gate(s)
+                z = (y - (1.0 - gate) * m) / gate
+            y = z
+        return y

@@ -44,8 +44,9 @@ def make_linear_gaussian(posterior="diagonal", **vae_options):
     """(vae, x, exact log p(x), closed-form ELBO) for a linear-Gaussian VAE and 6 points drawn from it.
 
     Decoder p(x|z) = N(Wz + b, σ²I) with p(z) = N(0, I), so p(x) = N(b, WWᵀ + σ²I). The encoder gives the
-    exact posterior mean; its covariance is 1.5² times the exact one's diagonal ("diagonal") or the exact one
-    itself scaled by 1.5² ("full_covariance"), so q differs from p(z|x) and the ELBO is strictly below log p(x).
+    exact posterior mean; its covariance is 1.5² times the exact one's diagonal ("diagonal", or a flow's base
+    when `posterior` is a head) or the exact one itself scaled by 1.5² ("full_covariance"), so q differs from
+    p(z|x) and the ELBO is strictly below log p(x).
     """
     w, b, x, exact = exact_model()
     pixels = int(np.prod(IMAGE_SHAPE))
@@ -57,18 +58,20 @@ def make_linear_gaussian(posterior="diagonal", **vae_options):
 
     posterior_cov = np.linalg.inv(np.eye(LATENT) + w.T @ w / SIGMA**2)
     gain = posterior_cov @ w.T / SIGMA**2  # loc = gain @ (x - b)
-    if posterior == "diagonal":
-        q_cov = np.diag(1.5**2 * np.diag(posterior_cov))
-        raw_scale = _raw_scale(np.sqrt(np.diag(q_cov)))
-    else:
+    head = make_posterior(posterior) if isinstance(posterior, str) else posterior
+    if posterior == "full_covariance":
         q_cov = 1.5**2 * posterior_cov
         tril = np.linalg.cholesky(q_cov)
         tril[np.diag_indices(LATENT)] = _raw_scale(np.diag(tril))
         raw_scale = tfp.math.fill_triangular_inverse(tf.constant(tril, tf.float32)).numpy()
+    else:  # a diagonal Gaussian, or a flow's diagonal base (its other parameters zero)
+        q_cov = np.diag(1.5**2 * np.diag(posterior_cov))
+        raw_scale = _raw_scale(np.sqrt(np.diag(q_cov)))
     encoder_body = keras.Sequential([keras.Input(IMAGE_SHAPE), keras.layers.Flatten()])
-    encoder = Encoder(IMAGE_SHAPE, LATENT, encoder_body, make_posterior(posterior))
-    kernel = np.concatenate([gain.T, np.zeros((pixels, len(raw_scale)))], axis=1)
-    bias = np.concatenate([-gain @ b, raw_scale])
+    encoder = Encoder(IMAGE_SHAPE, LATENT, encoder_body, head)
+    rest = head.params_size(LATENT) - LATENT - len(raw_scale)
+    kernel = np.concatenate([gain.T, np.zeros((pixels, len(raw_scale) + rest))], axis=1)
+    bias = np.concatenate([-gain @ b, raw_scale, np.zeros(rest)])
     encoder.to_params.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
 
     # The ELBO is also closed-form here: E_q log N(x; Wz + b, σ²I) - KL(q || N(0, I)).

@@ -12,7 +12,7 @@ import tensorflow as tf
 import tfvae
 from tfvae import evaluation
 from tfvae.distributions import marginals
-from tfvae.priors import MixtureOfGaussians, StandardNormal
+from tfvae.priors import MixtureOfGaussians, StandardNormal, VampPrior
 
 RNG = np.random.default_rng(0)
 
@@ -101,3 +101,38 @@ def test_per_dimension_kl_and_active_units_are_measured_against_the_models_prior
     assert np.all(np.abs(against_standard_normal - expected.mean(0)) > 0.5)
     # Activity is the spread of the codes relative to the prior's own spread (13 here, 1 for N(0, I)).
     np.testing.assert_allclose(statistics["activity"], np.var(loc, axis=0) / 13.0, rtol=1e-3)
+
+
+def test_the_vamp_prior_is_the_mean_of_the_encoders_gaussians_at_its_pseudo_inputs():
+    vae = tfvae.VAE.for_images((6, 5, 1), latent_dim=3, prior=VampPrior(num_pseudo_inputs=7), seed=0)
+    posterior = vae.encoder(vae.prior.pseudo_inputs())
+    loc, scale = posterior.mean().numpy().astype(np.float64), posterior.stddev().numpy().astype(np.float64)  # (7, 3)
+    z = (2 * RNG.normal(size=(40, 3))).astype(np.float32)
+    expected = scipy.special.logsumexp(scipy.stats.norm(loc, scale).logpdf(z[:, None, :]).sum(-1), axis=1) - np.log(7)
+    np.testing.assert_allclose(vae.prior_distribution().log_prob(z), expected, rtol=1e-5)
+    assert vae.kl_estimator == "monte_carlo"
+    # The model's Monte-Carlo KL against a NumPy estimate with NumPy's own draws.
+    x = (RNG.random((3, 6, 5, 1)) < 0.5).astype(np.float32)
+    model_kl = vae.elbo_terms(x, num_samples=20000, seed=1)["kl"].numpy()
+    q = vae.encode(x)
+    q_loc, q_scale = q.mean().numpy().astype(np.float64), q.stddev().numpy().astype(np.float64)
+    draws = q_loc + q_scale * np.random.default_rng(5).normal(size=(20000, *q_loc.shape))
+    log_p = scipy.special.logsumexp(scipy.stats.norm(loc, scale).logpdf(draws[:, :, None, :]).sum(-1), axis=-1) - np.log(7)
+    per_draw = scipy.stats.norm(q_loc, q_scale).logpdf(draws).sum(-1) - log_p
+    assert np.all(np.abs(model_kl - per_draw.mean(0)) < 4 * np.sqrt(2) * per_draw.std(0) / np.sqrt(20000))
+
+
+def test_the_vamp_priors_pseudo_inputs_are_trained_and_saved(tmp_path, binarized_mnist):
+    vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=4, prior="vamp", seed=0)
+    before = vae.prior.pseudo_inputs().numpy()
+    assert before.shape == (500, 28, 28, 1) and 0 < before.min() and before.max() < 1
+    vae.compile()
+    vae.fit(binarized_mnist[0][:1000], batch_size=100, epochs=2, verbose=0)
+    after = vae.prior.pseudo_inputs().numpy()
+    assert np.abs(after - before).max() > 1e-3  # learned
+    vae.save(tmp_path / "vamp.keras")
+    loaded = tfvae.load_model(tmp_path / "vamp.keras")
+    np.testing.assert_array_equal(loaded.prior.pseudo_inputs(), after)
+    np.testing.assert_allclose(loaded.elbo(binarized_mnist[1][:10], seed=0), vae.elbo(binarized_mnist[1][:10], seed=0), rtol=1e-5)
+    with pytest.raises(ValueError, match="defined through the encoder: call it as prior\\(encoder=vae.encoder\\)"):
+        loaded.prior()

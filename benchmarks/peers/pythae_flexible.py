@@ -27,7 +27,6 @@ import contextlib
 import importlib.metadata
 import json
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -171,10 +170,21 @@ def negative_elbo(model, data, batch_size=500):
     return total / len(data)
 
 
+def quiet_pythae():
+    """pythae's INFO logs off, and its progress bars (tqdm, imported by torch before any env var is read)."""
+    import functools
+    import logging
+
+    from pythae.trainers import training_callbacks
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("pythae"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    training_callbacks.tqdm = functools.partial(training_callbacks.tqdm, disable=True)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    if args.quiet:
-        os.environ["TQDM_DISABLE"] = "1"
     torch.set_num_threads(2)
     try:
         torch.set_num_interop_threads(2)
@@ -190,15 +200,11 @@ def main(argv=None):
     # pythae (and its get_nll for VAMP) prints to stdout: all of it goes to stderr, the JSON line alone to stdout.
     stdout = sys.stdout
     with contextlib.redirect_stdout(sys.stderr), tempfile.TemporaryDirectory(prefix="pythae-peer-") as output_dir:
-        import logging
-
         from pythae.pipelines import TrainingPipeline
         from pythae.trainers import BaseTrainerConfig
 
         if args.quiet:
-            for name in list(logging.root.manager.loggerDict):
-                if name.startswith("pythae"):
-                    logging.getLogger(name).setLevel(logging.WARNING)
+            quiet_pythae()
 
         torch.manual_seed(args.seed)
         np.random.seed(args.seed)

@@ -27,6 +27,7 @@ import contextlib
 import importlib.metadata
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -84,7 +85,7 @@ def load_binary_images(path):
 
 
 def build_model(args):
-    from pythae.models import VAE, VAE_IAF, VAE_IAF_Config, VAEConfig, VAMP, VAMPConfig
+    from pythae.models import VAE, VAE_IAF, VAMP, VAE_IAF_Config, VAEConfig, VAMPConfig
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
 
@@ -116,7 +117,7 @@ def build_model(args):
         def forward(self, z):
             return ModelOutput(reconstruction=self.net(z).reshape(-1, 1, 28, 28))
 
-    common = dict(input_dim=(1, 28, 28), latent_dim=latent, reconstruction_loss="bce")
+    common = {"input_dim": (1, 28, 28), "latent_dim": latent, "reconstruction_loss": "bce"}
     if args.model == "vae":
         return VAE(VAEConfig(**common), encoder=MLPEncoder(), decoder=MLPDecoder())
     if args.model == "vamp":
@@ -197,9 +198,13 @@ def main(argv=None):
         test = test[: args.nll_examples]
     test = torch.from_numpy(test)
 
-    # pythae (and its get_nll for VAMP) prints to stdout: all of it goes to stderr, the JSON line alone to stdout.
+    # pythae (and its get_nll for VAMP) prints to stdout: all of it goes to stderr (nowhere with --quiet), the
+    # JSON line alone to stdout.
     stdout = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr), tempfile.TemporaryDirectory(prefix="pythae-peer-") as output_dir:
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(open(os.devnull, "w")) if args.quiet else sys.stderr
+        stack.enter_context(contextlib.redirect_stdout(sink))
+        output_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="pythae-peer-"))
         from pythae.pipelines import TrainingPipeline
         from pythae.trainers import BaseTrainerConfig
 
@@ -244,8 +249,8 @@ def main(argv=None):
         "nll_samples": args.nll_samples,
         "torch_threads": torch.get_num_threads(),
         "pythae_version": importlib.metadata.version("pythae"),
-        "train_examples": int(len(train)),
-        "test_examples": int(len(test)),
+        "train_examples": len(train),
+        "test_examples": len(test),
         "latent_dim": args.latent_dim,
         "batch_size": args.batch_size,
         "posterior_scale": args.posterior_scale,

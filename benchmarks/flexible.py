@@ -1,0 +1,157 @@
+"""Flexible posteriors and learned priors, side by side with pythae: held-out NLL (importance sampling),
+−ELBO and seconds per epoch of the MLP VAE with a diagonal or an inverse autoregressive flow posterior and a
+N(0, I) or VampPrior prior (and, with --models, the two-layer Helmholtz model with a VampPrior), beside
+pythae's VAE, VAE_IAF and VAMP with the same networks, data, batch size, optimizer and epochs.
+
+Both systems train on one fixed binarization of the training images (the same array, saved once) and are
+scored on one fixed binarization of the test images; NLL uses the first `--nll-examples` test images with
+`--k` importance samples. pythae runs in its own virtual environment, installed on first use from
+benchmarks/peers/pythae_requirements.txt. Every run is its own process, the systems taking turns.
+
+    python -m benchmarks.flexible [--quick] [--dataset fashion_mnist | mnist-test] [--epochs 20] [--k 5000]
+        [--nll-examples 1000] [--models vae iaf vamp iaf+vamp] [--no-peer]
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from benchmarks.common import report
+from benchmarks.semi_supervised import DATASETS
+
+HERE = pathlib.Path(__file__).parent
+PEER = HERE / "peers" / "pythae_flexible.py"
+BATCH, LATENT, HIDDEN, LEARNING_RATE = 128, 20, 400, 1e-3
+NUM_PSEUDO_INPUTS, IAF_STEPS, IAF_HIDDEN = 500, 2, 320
+# tfvae's parts for each row, and pythae's model for the same row (None: pythae has no such model).
+MODELS = {
+    "vae": ({"prior": "standard_normal", "posterior": "diagonal"}, "vae"),
+    "iaf": ({"prior": "standard_normal", "posterior": "iaf"}, "iaf"),
+    "vamp": ({"prior": "vamp", "posterior": "diagonal"}, "vamp"),
+    "iaf+vamp": ({"prior": "vamp", "posterior": "iaf"}, None),
+}
+
+
+def ensure_venv(venv):
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(HERE / "peers" / "pythae_requirements.txt")],
+                       check=True)
+    return python
+
+
+def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples):
+    """In a fresh process: one tfvae model trained and scored, as JSON."""
+    import keras
+
+    import tfvae
+    from tfvae.posteriors import InverseAutoregressiveFlow
+    from tfvae.priors import VampPrior
+
+    parts, _ = MODELS[model]
+    train, test = np.load(train_path), np.load(test_path)
+    keras.utils.set_random_seed(0)
+    prior = VampPrior(NUM_PSEUDO_INPUTS) if parts["prior"] == "vamp" else parts["prior"]
+    posterior = (InverseAutoregressiveFlow(IAF_STEPS, (IAF_HIDDEN, IAF_HIDDEN)) if parts["posterior"] == "iaf"
+                 else parts["posterior"])
+    vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=LATENT, prior=prior, posterior=posterior, seed=0)
+    vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
+    seconds = []
+
+    class EpochTimes(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.start)
+
+    vae.fit(train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[EpochTimes()])
+    scored = test[:nll_examples]
+    print(json.dumps({
+        "system": "tfvae", "model": model, "epochs": epochs, "seconds_per_epoch": statistics.median(seconds[1:] or seconds),
+        "nll": -float(np.mean(vae.log_likelihood(scored, num_samples=k, seed=0))),
+        "negative_elbo": -float(np.mean(vae.elbo(scored, seed=0))), "nll_samples": k,
+        "xla": bool(vae.jit_compile), "kl": vae.kl_estimator,
+    }))
+
+
+def run_json(command):
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, command))} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def binarized(dataset, directory):
+    """(train.npy, test.npy): one fixed binarization of each split, the arrays both systems read."""
+    from tfvae.data import load_dataset
+    from tfvae.evaluation import collect
+
+    source, train_split, test_split = DATASETS[dataset]
+    paths = []
+    for split, name in ((train_split, "train"), (test_split, "test")):
+        images = collect(load_dataset(**source, split=split, binarize="static", shuffle=False, download=False,
+                                      seed=0 if name == "train" else 1))[0]
+        paths.append(pathlib.Path(directory) / f"{name}.npy")
+        np.save(paths[-1], images)
+    return paths
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 epochs, k = 100 on 100 images")
+    parser.add_argument("--dataset", choices=DATASETS, default="fashion_mnist")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--k", type=int, default=5000)
+    parser.add_argument("--nll-examples", type=int, default=1000)
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--no-peer", action="store_true", help="tfvae's rows only")
+    parser.add_argument("--peer-venv", type=pathlib.Path, default=HERE / ".pythae-venv")
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.k, args.nll_examples = 2, 100, 100
+    peer_python = None if args.no_peer else str(ensure_venv(args.peer_venv))
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        train_path, test_path = binarized(args.dataset, directory)
+        for model in args.models:
+            _, peer_model = MODELS[model]
+            result = run_json([sys.executable, "-m", "benchmarks.flexible", "--worker", train_path, test_path, model,
+                               str(args.epochs), str(args.k), str(args.nll_examples)])
+            rows.append({"dataset": args.dataset, **result})
+            print(rows[-1], flush=True)
+            if peer_python and peer_model:
+                peer = run_json([peer_python, str(PEER), "--model", peer_model, "--train", train_path, "--test", test_path,
+                                 "--epochs", str(args.epochs), "--batch-size", str(BATCH), "--learning-rate",
+                                 str(LEARNING_RATE), "--latent-dim", str(LATENT), "--hidden", str(HIDDEN),
+                                 "--nll-samples", str(args.k), "--nll-examples", str(args.nll_examples),
+                                 "--num-pseudo-inputs", str(NUM_PSEUDO_INPUTS), "--iaf-steps", str(IAF_STEPS),
+                                 "--iaf-hidden", str(IAF_HIDDEN), "--iaf-made-layers", "2", "--quiet"])
+                rows.append({"dataset": args.dataset, **{key: peer[key] for key in
+                                                        ("system", "model", "epochs", "seconds_per_epoch", "nll",
+                                                         "negative_elbo", "nll_samples")}})
+                print(rows[-1], flush=True)
+    base = {row["system"]: row for row in rows if row["model"] == "vae"}
+    for row in rows:
+        if row["system"] in base:
+            row["cost_vs_vae"] = row["seconds_per_epoch"] / base[row["system"]]["seconds_per_epoch"]
+        peer = next((other for other in rows if other["system"] == "pythae" and other["model"] == row["model"]), None)
+        if row["system"] == "tfvae" and peer:
+            row["pythae_over_tfvae_seconds"] = peer["seconds_per_epoch"] / row["seconds_per_epoch"]
+            row["nll_minus_pythae"] = row["nll"] - peer["nll"]
+    report("flexible", rows)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        tfvae_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]))
+    else:
+        main()

@@ -15,7 +15,16 @@ from tfvae import registry
 from tfvae._version import __version__
 from tfvae.config import STRATEGIES, default
 from tfvae.limits import MAX_GRID_IMAGES, MAX_LATENT_DIM
-from tfvae.names import BOUND_WEIGHTINGS, COMPLETION_METHODS, GRADIENT_ESTIMATORS, KL_ESTIMATORS, MASKS, OBJECTIVES
+from tfvae.names import (
+    BOUND_WEIGHTINGS,
+    COMPLETION_METHODS,
+    GRADIENT_ESTIMATORS,
+    KL_ESTIMATORS,
+    LATENT_TYPES,
+    MASKS,
+    OBJECTIVES,
+    RECOGNITION_UPDATES,
+)
 from tfvae.precision import PRECISIONS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -126,6 +135,24 @@ def _default_text(name):
     return "; ".join([shown(default(name)), *kinds])
 
 
+class LatentDims(click.ParamType):
+    """Comma-separated positive whole numbers, e.g. 100,50."""
+
+    name = "N,N,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            units = tuple(int(part) for part in str(value).split(","))
+        except ValueError:
+            units = ()
+        if not units or min(units) < 1 or max(units) > MAX_LATENT_DIM:
+            self.fail(f"expected comma-separated whole numbers from 1 to {MAX_LATENT_DIM}, e.g. 100,50; got {value!r}",
+                      param, ctx)
+        return units
+
+
 def _parts_help(kind):
     """`name: what it is` for each registered part of `kind`, for an option's help."""
     return "; ".join(f"{name}: {entry.summary}" for name, entry in registry.KINDS[kind].items()) + "."
@@ -158,15 +185,23 @@ def _choice(kind):
               help=_parts_help("architecture"))
 @click.option("--latent-dim", type=click.IntRange(1, MAX_LATENT_DIM), default=default("latent_dim"),
               show_default=_default_text("latent_dim"))
+@click.option("--latent-dims", type=LatentDims(), default=",".join(map(str, default("latent_dims"))),
+              help="Hierarchical: units of each stochastic layer, bottom up, e.g. 100,50.")
+@click.option("--latent-type", type=click.Choice(LATENT_TYPES), default=default("latent_type"),
+              help="Hierarchical: Gaussian layers, or binary ones (a sigmoid belief network).")
 @click.option("--likelihood", type=_choice("likelihood"), default=default("likelihood"), help=_parts_help("likelihood"))
 @click.option("--gaussian-scale", default=str(default("gaussian_scale")), help="σ of a Gaussian likelihood, or 'learned'.")
 @click.option("--kl", type=click.Choice(KL_ESTIMATORS), default=default("kl"),
               help="KL(q || p): closed form where the prior and posterior have one, else Monte Carlo (auto); or always one way.")
 @click.option("--num-samples", type=click.IntRange(min=1), default=default("num_samples"),
               help="Latent samples per example (L, or K for iwae).")
-@click.option("--objective", type=click.Choice(list(OBJECTIVES)), default=default("objective"), help="The bound to maximize.")
+@click.option("--objective", type=click.Choice(list(OBJECTIVES)), default=default("objective"),
+              help="The bound to maximize (elbo, iwae), or the wake-sleep family's updates.")
 @click.option("--gradient-estimator", type=click.Choice(GRADIENT_ESTIMATORS), default=default("gradient_estimator"),
-              help="How the bound's gradient is estimated.")
+              show_default="the objective's own: reparameterization where q allows it, else score_function (vimco for iwae)",
+              help="How the bound's gradient is estimated (none for the wake-sleep family).")
+@click.option("--recognition-update", type=click.Choice(RECOGNITION_UPDATES), default=default("recognition_update"),
+              help="Reweighted wake-sleep: the recognition network's update.")
 @click.option("--epochs", type=click.IntRange(min=1), default=default("epochs"), show_default=_default_text("epochs"))
 @click.option("--m1-epochs", type=click.IntRange(min=1), default=default("m1_epochs"),
               help="Semi-supervised (M1+M2): epochs of M1, the VAE trained first on every image.")

@@ -224,7 +224,7 @@ def test_semi_supervised_fit_on_a_dataset_with_a_known_labeled_share(labeled):
         (["--model", "m2", "--labeled-examples", "2000"], "needs 200 examples of each class"),
         (["--model", "conditional", "--labeled-examples", "100"], "--labeled-examples applies to --model semi-supervised"),
         (["--model", "conditional", "--bound-weighting", "batch"], "--bound-weighting applies to --model semi-supervised"),
-        (["--model", "vae", "--alpha", "10"], "--alpha applies to --model semi-supervised or m2; the 'vae' model uses no"),
+        (["--model", "vae", "--alpha", "10"], "--alpha applies to --model semi-supervised or m2, not to --model vae"),
     ],
 )
 def test_cli_rejects_labeled_example_counts_it_cannot_honour(args, message, tmp_path):

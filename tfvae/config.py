@@ -38,13 +38,16 @@ class ModelConfig:
     model: str = "vae"  # tfvae.registry.MODELS
     architecture: str = "mlp"
     latent_dim: int = 20  # Kingma & Welling's MNIST experiments use 2 to 200
+    latent_dims: tuple = (100, 50)  # hierarchical: units of each stochastic layer, bottom up (Burda et al.'s two layers)
+    latent_type: str = "gaussian"  # hierarchical: "gaussian" or "bernoulli" (a sigmoid belief network)
     prior: str = "standard_normal"  # tfvae.registry.PRIORS
     posterior: str = "diagonal"  # tfvae.registry.POSTERIORS
     likelihood: str = "bernoulli"
     gaussian_scale: float | str = 0.1  # σ of a Gaussian likelihood, or "learned"
     kl: str = "auto"  # analytic where the (posterior, prior) pair allows, else Monte Carlo
-    objective: str = "elbo"  # or "iwae" (Burda et al. 2015), see tfvae.objectives
-    gradient_estimator: str = "reparameterization"  # or "score_function", "doubly_reparameterized", "vimco"
+    objective: str = "elbo"  # or "iwae" (Burda et al. 2015), "wake_sleep", "reweighted_wake_sleep" (tfvae.objectives)
+    gradient_estimator: str | None = None  # None: the objective's own (pathwise where q allows, else the score function)
+    recognition_update: str = "wake"  # reweighted wake-sleep: how the recognition network learns
     num_samples: int = 1  # L (or K for "iwae"): one sample per example suffices for the ELBO with batch >= 100
     beta: float = 1.0  # weight of the KL term
     prior_draw_weight: float = 0.0  # Sohn et al.'s hybrid objective: weight of decoding prior draws (0: the bound alone)
@@ -105,19 +108,20 @@ FEW_LABELS = ("semi-supervised", "m2")
 PRETRAINS_VAE = ("semi-supervised",)
 
 # Settings that only some model kinds use: asking for them with another kind is a mistake worth saying.
+ONE_LAYER = tuple(kind for kind in registry.MODELS if kind != "hierarchical")
 KIND_SETTINGS = {"alpha": FEW_LABELS, "bound_weighting": FEW_LABELS, "labeled_examples": FEW_LABELS,
-                 "m1_epochs": PRETRAINS_VAE}
+                 "m1_epochs": PRETRAINS_VAE, "latent_dims": ("hierarchical",), "latent_type": ("hierarchical",),
+                 "latent_dim": ONE_LAYER, "prior": ONE_LAYER, "posterior": ONE_LAYER}
 
 
 def check_applies(model, names):
     """Raises RunError if a setting among `names` (given for a run of the `model` kind) is one that kind ignores."""
     for name in names:
         if name in KIND_SETTINGS and model not in KIND_SETTINGS[name]:
-            kinds = " or ".join(KIND_SETTINGS[name])
-            uses = "every label" if model == "conditional" else "no labels" if model == "vae" else "none of it"
+            option = f"--{name.replace('_', '-')}"
             raise RunError(
-                f"--{name.replace('_', '-')} applies to --model {kinds}; the {model!r} model uses {uses}. "
-                f"Add --model {KIND_SETTINGS[name][0]}, or leave --{name.replace('_', '-')} out."
+                f"{option} applies to --model {' or '.join(KIND_SETTINGS[name])}, not to --model {model}. "
+                f"Add --model {KIND_SETTINGS[name][0]}, or leave {option} out."
             )
 
 
@@ -151,6 +155,8 @@ class RunConfig:
         unknown = sorted(set(settings) - set(SECTION_OF))
         if unknown:
             raise RunError(f"Unknown run settings: {', '.join(unknown)}. Expected some of: {', '.join(SECTION_OF)}.")
+        if isinstance(settings.get("latent_dims"), (list, tuple)):
+            settings["latent_dims"] = tuple(settings["latent_dims"])  # JSON gives lists
         grouped = {section: {} for section in SECTIONS}
         for name, value in settings.items():
             grouped[SECTION_OF[name]][name] = value
@@ -182,6 +188,8 @@ class RunConfig:
         if not any(isinstance(data.get(section), dict) for section in SECTIONS):  # written before the sections
             if flat.get("kl") == "analytic":
                 flat["kl"] = "auto"  # "analytic" was the default, which "auto" now is
+            if flat.get("gradient_estimator") == "reparameterization":
+                flat["gradient_estimator"] = None  # the default then, which the objective's own choice now is
             if flat.get("model") == "semi-supervised":
                 flat["model"] = "m2"  # "semi-supervised" then named M2
             if flat.get("model") == "m2":
@@ -208,6 +216,7 @@ class RunConfig:
             ("batch_size", optimization.batch_size, 1), ("steps_per_execution", execution.steps_per_execution, 1),
             ("warmup_epochs", optimization.warmup_epochs, 0), ("log_likelihood_samples", output.log_likelihood_samples, 0),
             ("m1_epochs", optimization.m1_epochs, 1),
+            *(("latent_dims", units, 1) for units in model.latent_dims),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise RunError(f"Expected {name} >= {minimum}. Received: {name}={value!r}")
@@ -223,6 +232,8 @@ class RunConfig:
             ("posterior", model.posterior, names.POSTERIORS), ("likelihood", model.likelihood, names.LIKELIHOODS),
             ("architecture", model.architecture, names.ARCHITECTURES), ("kl", model.kl, names.KL_ESTIMATORS),
             ("bound_weighting", model.bound_weighting, names.BOUND_WEIGHTINGS), ("precision", execution.precision, PRECISIONS),
+            ("recognition_update", model.recognition_update, names.RECOGNITION_UPDATES),
+            ("latent_type", model.latent_type, names.LATENT_TYPES),
             ("strategy", execution.strategy, STRATEGIES), ("binarize", data.binarize, BINARIZATIONS),
         ):
             names.check_choice(name, value, choices)

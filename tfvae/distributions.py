@@ -54,7 +54,11 @@ def point(distribution):
 
 def stopped(distribution):
     """The same distribution with every parameter held constant: log-densities then pass gradients through
-    their argument only (the doubly-reparameterized and sticking-the-landing estimators need this)."""
+    their argument only (the doubly-reparameterized and sticking-the-landing estimators need this). A
+    distribution that is not a composite tensor (a chain of layers, `tfvae.hierarchy`) answers with its own
+    `stopped()`."""
+    if hasattr(distribution, "stopped"):
+        return distribution.stopped()
     return tf.nest.map_structure(tf.stop_gradient, distribution, expand_composites=True)
 
 

@@ -213,7 +213,7 @@ def _write_saved_model(model, path, run_config, dataset):
         "latent_dim": vae.latent_dim,
         "likelihood": type(vae.decoder.likelihood).__name__,
         "prior": type(vae.prior).__name__,
-        "posterior": type(vae.encoder.posterior).__name__,
+        "posterior": type(vae.encode(tf.zeros((1, *vae.image_shape)), vae.labels_used(tf.zeros([1], tf.int32)))).__name__,
         "objective": vae.objective,
         "gradient_estimator": vae.gradient_estimator,
         "num_samples": vae.num_samples,

@@ -14,11 +14,22 @@ ARCHITECTURES = tuple(registry.ARCHITECTURES)
 
 GRADIENT_ESTIMATORS = ("reparameterization", "score_function", "doubly_reparameterized", "vimco")
 
-# Which estimators apply to which objective.
+# Which estimators apply to which objective. The wake-sleep family has gradients of its own (a wake phase for
+# the generative network, a wake or sleep phase for the recognition network), so no estimator applies.
 OBJECTIVES = {
     "elbo": ("reparameterization", "score_function", "doubly_reparameterized"),
     "iwae": ("reparameterization", "score_function", "doubly_reparameterized", "vimco"),
+    "wake_sleep": (),
+    "reweighted_wake_sleep": (),
 }
+WAKE_SLEEP = ("wake_sleep", "reweighted_wake_sleep")
+
+# How reweighted wake-sleep updates the recognition network (Bornschein & Bengio 2015; Le et al. 2019
+# recommend the wake phase).
+RECOGNITION_UPDATES = ("wake", "sleep", "both")
+
+# The distributions of a hierarchical model's stochastic layers (`tfvae.hierarchy`).
+LATENT_TYPES = ("gaussian", "bernoulli")
 
 # How KL(q || p) is computed: in closed form where TensorFlow Probability has it for the pair, else by Monte
 # Carlo ("auto"); or always one way.
@@ -42,8 +53,18 @@ def check_choice(name, value, choices):
 
 
 def check_objective(objective, gradient_estimator, num_samples):
-    """Returns (objective, gradient_estimator) if the estimator applies to the objective with `num_samples` draws."""
+    """Returns (objective, gradient_estimator) if the estimator applies to the objective with `num_samples` draws
+    (None: the objective's own choice, made by the model from its posterior)."""
     check_choice("objective", objective, tuple(OBJECTIVES))
+    if objective in WAKE_SLEEP:
+        if gradient_estimator is not None:
+            raise ValueError(
+                f"objective={objective!r} has gradients of its own (wake and sleep phases): leave gradient_estimator "
+                f"out. Received: gradient_estimator={gradient_estimator!r}"
+            )
+        return objective, None
+    if gradient_estimator is None:
+        return objective, None
     check_choice("gradient_estimator", gradient_estimator, GRADIENT_ESTIMATORS)
     if gradient_estimator not in OBJECTIVES[objective]:
         raise ValueError(

@@ -127,6 +127,10 @@ class Encoder(_Network):
             inputs = [images, one_hot(labels, self.num_classes, images.dtype)]
         return self.posterior(self.to_params(self.body(inputs)))
 
+    def mixture_component(self, posterior):
+        """q(z|x) as a component of a mixture prior (a VampPrior): as the posterior head says."""
+        return self.posterior.mixture_component(posterior)
+
     def get_config(self):
         return {
             **super().get_config(),

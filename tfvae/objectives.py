@@ -28,6 +28,7 @@ import tensorflow_probability as tfp
 
 from tfvae import names
 from tfvae.distributions import RANDOM_ALGORITHM, draw, image_log_prob, kl_divergence, sample, stopped
+from tfvae.names import WAKE_SLEEP
 
 tfd = tfp.distributions
 
@@ -45,15 +46,30 @@ def check_objective(objective, gradient_estimator, num_samples):
     return names.check_objective(objective, gradient_estimator, num_samples)
 
 
+def reparameterizable(posterior):
+    return posterior.reparameterization_type == tfd.FULLY_REPARAMETERIZED
+
+
 def check_reparameterizable(posterior, gradient_estimator):
     """Raises if a pathwise estimator meets a posterior that cannot be differentiated through its samples."""
-    if gradient_estimator in PATHWISE and posterior.reparameterization_type != tfd.FULLY_REPARAMETERIZED:
+    if gradient_estimator in PATHWISE and not reparameterizable(posterior):
         raise ValueError(
-            f"The encoder's posterior ({type(posterior).__name__}) is not reparameterizable, so the "
-            f"{gradient_estimator!r} estimator cannot differentiate through its samples. Use "
-            "gradient_estimator='score_function' (or 'vimco' with objective='iwae'), or an encoder "
-            "returning a reparameterizable distribution such as tfd.MultivariateNormalDiag."
+            f"The encoder's posterior ({type(posterior).__name__}) is not reparameterizable (binary latents, say), "
+            f"so the {gradient_estimator!r} estimator cannot differentiate through its samples. Use "
+            "gradient_estimator='score_function' (or 'vimco' with objective='iwae'), objective='wake_sleep' or "
+            "'reweighted_wake_sleep', or an encoder returning a reparameterizable distribution."
         )
+
+
+def default_estimator(objective, posterior, num_samples):
+    """The estimator a model uses when none is asked for: the pathwise one where q is reparameterizable, else
+    the score function (VIMCO's leave-one-out baselines for the IWAE bound with K >= 2); none for the
+    wake-sleep family, whose gradients are their own."""
+    if objective in WAKE_SLEEP:
+        return None
+    if reparameterizable(posterior):
+        return "reparameterization"
+    return "vimco" if objective == "iwae" and num_samples >= 2 else "score_function"
 
 
 def _log_mean_exp(values, axis=0):
@@ -79,6 +95,8 @@ def bound_terms(
     baseline=0.0,
     observed=None,
     prior_draw_weight=0.0,
+    encode=None,
+    recognition_update="wake",
 ):
     """Per-example terms of the chosen bound and estimator for one batch: a dict of (B,) tensors.
 
@@ -95,6 +113,9 @@ def bound_terms(
     from the prior (their "GSNN" term), so the decoder also learns to make the data from codes the prior
     gives, as sampling will; the reported bounds are unchanged.
     """
+    if objective in WAKE_SLEEP:
+        return wake_sleep_terms(images, posterior, encode, decode, prior, seed, objective, num_samples,
+                                recognition_update, observed)
     beta = tf.cast(beta, tf.float32)
     z = sample(posterior, num_samples, seed)  # (K, B, latent)
     if gradient_estimator not in PATHWISE:
@@ -151,6 +172,57 @@ def bound_terms(
         weight = tf.cast(prior_draw_weight, tf.float32)
         terms["loss"] = (1.0 - weight) * terms["loss"] - weight * image_log_prob(decode(from_prior), images, observed)
     return terms
+
+
+def wake_sleep_terms(images, posterior, encode, decode, prior, seed, objective="wake_sleep", num_samples=1,
+                     recognition_update="wake", observed=None):
+    """Per-example terms of the wake-sleep family, whose surrogate's gradients are each network's own update.
+
+      "wake_sleep" (Hinton et al. 1995): the generative network maximizes log p(x, h) at h ~ q(h|x), the mean
+          over the K draws (wake phase); the recognition network maximizes log q(h|x) at dreams (h, x) ~ p(h, x)
+          (sleep phase).
+      "reweighted_wake_sleep" (Bornschein & Bengio 2015): the generative network maximizes Σ_k w̃_k log p(x, h_k)
+          with the self-normalized importance weights w̃_k ∝ p(x, h_k)/q(h_k|x), which is the IWAE bound's
+          generative gradient; the recognition network Σ_k w̃_k log q(h_k|x) ("wake"), the sleep phase ("sleep"),
+          or half of each ("both").
+    Every h is held fixed (no gradient through samples), so they apply to binary layers as well. The loss's value
+    is −(the IWAE bound with these K draws), "bound", the scale runs compare on; `encode` (x -> q(h|x)) serves the
+    sleep phase. "reconstruction", "kl" (Monte Carlo) and "elbo" are as for the ELBO, from the same draws.
+    """
+    z = tf.stop_gradient(sample(posterior, num_samples, seed))  # (K, B, latent)
+    log_likelihood = image_log_prob(decode(z), images, observed)  # (K, B)
+    log_joint = log_likelihood + prior.log_prob(z)
+    log_posterior = posterior.log_prob(z)
+    log_weights = log_joint - log_posterior
+    if objective == "wake_sleep":
+        weights = tf.fill(tf.shape(log_weights), 1.0 / num_samples)
+    else:
+        weights = tf.stop_gradient(tf.nn.softmax(log_weights, axis=0))  # w̃_k
+    generative = tf.reduce_sum(weights * log_joint, axis=0)
+    updates = {"wake": lambda: tf.reduce_sum(weights * log_posterior, axis=0),
+               "sleep": lambda: _sleep_phase(images, encode, decode, prior, seed)}
+    if objective == "wake_sleep" or recognition_update == "sleep":
+        recognition = updates["sleep"]()
+    elif recognition_update == "wake":
+        recognition = updates["wake"]()
+    else:
+        recognition = 0.5 * (updates["wake"]() + updates["sleep"]())
+    bound = _log_mean_exp(log_weights)
+    reconstruction = -tf.reduce_mean(log_likelihood, axis=0)
+    kl = tf.reduce_mean(log_posterior - (log_joint - log_likelihood), axis=0)
+    return {"loss": -_with_gradient_of(bound, generative + recognition), "reconstruction": reconstruction, "kl": kl,
+            "elbo": -(reconstruction + kl), "bound": bound}
+
+
+def _sleep_phase(images, encode, decode, prior, seed):
+    """log q(h|x) at dreams: h from the prior (one per example), x from p(x|h), both held fixed, shape (B,)."""
+    if encode is None:
+        raise ValueError("The sleep phase needs the recognition network: pass encode (images -> q(h|x)).")
+    prior_seed, pixel_seed = tf.unstack(tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 2, alg=RANDOM_ALGORITHM), 2))
+    dreamt_codes = tf.stop_gradient(draw(prior, tf.shape(images)[0], prior_seed))
+    dreams = tf.stop_gradient(decode(dreamt_codes).sample(seed=pixel_seed))
+    return encode(dreams).log_prob(dreamt_codes)
 
 
 def _dreg_pieces(images, posterior, decode, prior, z, beta, observed=None):

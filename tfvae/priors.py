@@ -149,7 +149,7 @@ class VampPrior(BasePrior):
 
     Pseudo-inputs are sigmoid(raw) images (pixels in (0, 1)), raw values starting as N(0, 0.1²) draws, trained
     with the model. A model of labels gives pseudo-input k the label k mod C. For a flow posterior, each
-    component is its base Gaussian (`BasePosterior.mixture_component`). KL(q || p) is by Monte Carlo.
+    component is its base Gaussian (the encoder's `mixture_component`). KL(q || p) is by Monte Carlo.
     """
 
     def __init__(self, num_pseudo_inputs=500, latent_dim=None, image_shape=None, num_classes=0, **kwargs):
@@ -187,7 +187,7 @@ class VampPrior(BasePrior):
         posterior = encoder(self.pseudo_inputs(), pseudo_labels)  # batch (K,)
         return tfd.MixtureSameFamily(
             mixture_distribution=tfd.Categorical(logits=tf.zeros([self.num_pseudo_inputs])),
-            components_distribution=encoder.posterior.mixture_component(posterior),
+            components_distribution=encoder.mixture_component(posterior),
         )
 
     def get_config(self):

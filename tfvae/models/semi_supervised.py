@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tfvae import networks, objectives
 from tfvae.models.vae import VAE, image_parts
-from tfvae.names import BOUND_WEIGHTINGS
+from tfvae.names import BOUND_WEIGHTINGS, WAKE_SLEEP
 from tfvae.validation import check_images, check_labels
 
 
@@ -53,6 +53,9 @@ class SemiSupervisedVAE(VAE):
             )
         if not (isinstance(alpha, (int, float)) and alpha >= 0):
             raise ValueError(f"Expected alpha >= 0. Received: alpha={alpha!r}")
+        if kwargs.get("objective") in WAKE_SLEEP:
+            raise ValueError("M2 sums its bound over the classes of unlabeled images: train it with objective='elbo' "
+                             f"or 'iwae'. Received: objective={kwargs['objective']!r}")
         if bound_weighting not in BOUND_WEIGHTINGS:
             raise ValueError(
                 f"Expected bound_weighting in {BOUND_WEIGHTINGS}. Received: bound_weighting={bound_weighting!r}"

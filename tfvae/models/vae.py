@@ -19,7 +19,7 @@ from tfvae import completion, masks, networks, objectives
 from tfvae.distributions import choose_kl, draw, point
 from tfvae.limits import MAX_TENSOR_ELEMENTS, check_count
 from tfvae.models.base import BaseVAE
-from tfvae.names import KL_ESTIMATORS, check_choice
+from tfvae.names import KL_ESTIMATORS, RECOGNITION_UPDATES, WAKE_SLEEP, check_choice
 from tfvae.priors import StandardNormal, make_prior
 from tfvae.validation import check_fit_input, check_images, check_labeled_fit_input, check_labels
 
@@ -90,8 +90,9 @@ class VAE(BaseVAE):
         kl="auto",
         num_samples=1,
         objective="elbo",
-        gradient_estimator="reparameterization",
+        gradient_estimator=None,
         prior_draw_weight=0.0,
+        recognition_update="wake",
         seed=None,
         **kwargs,
     ):
@@ -114,25 +115,34 @@ class VAE(BaseVAE):
         self.kl = check_choice("kl", kl, KL_ESTIMATORS)
         self.num_samples = num_samples
         self.objective, self.gradient_estimator = objectives.check_objective(objective, gradient_estimator, num_samples)
+        self.recognition_update = check_choice("recognition_update", recognition_update, RECOGNITION_UPDATES)
+        if self.objective in WAKE_SLEEP and beta != 1:
+            raise ValueError(f"beta weighs the KL term of the ELBO and IWAE bounds; objective={objective!r} takes none. "
+                             f"Received: beta={beta!r}")
+        if self.objective in WAKE_SLEEP:  # their loss is a surrogate: report the IWAE bound its draws give too
+            self.trackers["bound"] = keras.metrics.Mean(name="bound")
         self.initial_beta = float(beta)
         self.beta = keras.Variable(float(beta), trainable=False, name="beta", dtype="float32")
-        if self.gradient_estimator == "score_function":
-            # Running mean of the learning signal, the score-function estimator's control variate.
-            self.baseline = keras.Variable(0.0, trainable=False, name="baseline", dtype="float32", aggregation="mean")
         if self.prior.takes_labels and not self.num_classes:
             raise ValueError(
                 f"The prior {type(self.prior).__name__} is p(z|y), for models of labels; this model's networks take no "
                 "labels. Build them with num_classes (tfvae.ConditionalVAE), or choose a prior of z alone."
             )
+        # q for one blank image (the networks are built): what the estimator and KL choices depend on.
+        probe_labels = tf.zeros([1], tf.int32) if self.num_classes else None
+        probe = self._posterior(tf.zeros((1, *self.image_shape)), probe_labels)
+        if gradient_estimator is None:
+            self.gradient_estimator = objectives.default_estimator(self.objective, probe, num_samples)
+        objectives.check_reparameterizable(probe, self.gradient_estimator)
+        if self.gradient_estimator == "score_function":
+            # Running mean of the learning signal, the score-function estimator's control variate.
+            self.baseline = keras.Variable(0.0, trainable=False, name="baseline", dtype="float32", aggregation="mean")
         self.build((None, *self.image_shape))
         if self.prior.latent_dim != self.latent_dim:
             raise ValueError(
                 f"Expected the prior's latent_dim to be the networks' ({self.latent_dim}). "
                 f"Received: latent_dim={self.prior.latent_dim}"
             )
-        probe_labels = tf.zeros([1], tf.int32) if self.num_classes else None
-        probe = self._posterior(tf.zeros((1, *self.image_shape)), probe_labels)
-        objectives.check_reparameterizable(probe, self.gradient_estimator)
         self.kl_estimator = choose_kl(self.kl, probe, self.prior_distribution(probe_labels))
 
     @classmethod
@@ -175,6 +185,7 @@ class VAE(BaseVAE):
             "gaussian_scale": model.gaussian_scale, "prior": model.prior, "posterior": model.posterior,
             "beta": model.beta, "kl": model.kl, "num_samples": model.num_samples, "objective": model.objective,
             "gradient_estimator": model.gradient_estimator, "prior_draw_weight": model.prior_draw_weight,
+            "recognition_update": model.recognition_update,
         }
 
     @property
@@ -256,6 +267,8 @@ class VAE(BaseVAE):
             baseline=self.baseline if self.gradient_estimator == "score_function" else 0.0,
             observed=self._observed(images),
             prior_draw_weight=self.prior_draw_weight,
+            encode=lambda x: self._posterior(x, labels),
+            recognition_update=self.recognition_update,
         )
 
     def compute_terms(self, data, seed, training=False):
@@ -548,4 +561,5 @@ class VAE(BaseVAE):
             "objective": self.objective,
             "gradient_estimator": self.gradient_estimator,
             "prior_draw_weight": self.prior_draw_weight,
+            "recognition_update": self.recognition_update,
         }

@@ -1,0 +1,292 @@
+"""Helmholtz machines: several stochastic layers h_1 .. h_M, Gaussian or binary, as one latent code.
+
+The recognition network q(h_1|x) q(h_2|h_1) ... q(h_M|h_{M-1}) and the generative network
+p(h_M) p(h_{M-1}|h_M) ... p(h_1|h_2) are each a distribution over the concatenated code z = (h_1, ..., h_M),
+so a hierarchical model is a `tfvae.VAE` whose encoder, prior and decoder are the parts here
+(`HierarchicalEncoder`, `HelmholtzPrior`, and a decoder that reads h_1, `FirstLayer`): every bound, estimator,
+completion method and export signature applies to it unchanged. The conditionals between stochastic layers are
+MLPs evaluated from their weights as tensors, so the chains run in plain TensorFlow, and the recognition
+chain's stopped copy (DReG and STL hold q's parameters fixed) is the same chain with its weights held.
+"""
+
+import itertools
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae import names
+from tfvae.distributions import RANDOM_ALGORITHM, SCALE_FLOOR, sample
+from tfvae.limits import MAX_LATENT_DIM, check_count
+from tfvae.names import check_choice
+from tfvae.priors import BasePrior
+
+tfd = tfp.distributions
+
+# The distribution of one stochastic layer from its raw parameters, and how many parameters it takes, for
+# each of `tfvae.names.LATENT_TYPES`.
+LATENT_TYPES = {
+    "gaussian": (lambda params: tfd.MultivariateNormalDiag(
+        loc=tf.split(params, 2, axis=-1)[0], scale_diag=tf.nn.softplus(tf.split(params, 2, axis=-1)[1]) + SCALE_FLOOR),
+        lambda units: 2 * units),
+    "bernoulli": (lambda params: tfd.Independent(tfd.Bernoulli(logits=params, dtype=tf.float32), reinterpreted_batch_ndims=1),
+                  lambda units: units),
+}
+
+
+def check_latent_type(latent_type):
+    return check_choice("latent_type", latent_type, names.LATENT_TYPES)
+
+
+def layer_distribution(latent_type, params):
+    """One stochastic layer given its raw parameters (..., params_size)."""
+    return LATENT_TYPES[latent_type][0](tf.cast(params, tf.float32))
+
+
+def params_size(latent_type, units):
+    return LATENT_TYPES[latent_type][1](units)
+
+
+def mlp(inputs, weights):
+    """An MLP from its weight tensors [(kernel, bias), ...]: tanh between layers, none on the last."""
+    for index, (kernel, bias) in enumerate(weights):
+        inputs = tf.tensordot(inputs, kernel, axes=1) + bias  # any leading axes, none included
+        if index < len(weights) - 1:
+            inputs = tf.tanh(inputs)
+    return inputs
+
+
+def _draw(distribution, seed):
+    """One draw per batch member (the batch holds every sample already)."""
+    return sample(distribution, 1, seed)[0]
+
+
+class _LayerChain(tfd.Distribution):
+    """A chain of stochastic layers over their concatenation: the first from `first_params`, each next one from
+    the MLP of the one before (`steps`, weight tensors per link), in the order `dims` lists them."""
+
+    def __init__(self, first_params, steps, dims, latent_type, name):
+        parameters = dict(locals())
+        self._first_params = tf.cast(first_params, tf.float32)
+        self._steps = [tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), step) for step in steps]
+        self._dims = tuple(dims)
+        self._latent_type = latent_type
+        reparameterized = tfd.FULLY_REPARAMETERIZED if latent_type == "gaussian" else tfd.NOT_REPARAMETERIZED
+        super().__init__(dtype=tf.float32, reparameterization_type=reparameterized, validate_args=False,
+                         allow_nan_stats=True, parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        return {}
+
+    def _event_shape(self):
+        return tf.TensorShape([sum(self._dims)])
+
+    def _event_shape_tensor(self):
+        return tf.constant([sum(self._dims)], tf.int32)
+
+    def _batch_shape(self):
+        return self._first_params.shape[:-1]
+
+    def _batch_shape_tensor(self):
+        return tf.shape(self._first_params)[:-1]
+
+    def _split(self, z):
+        return tf.split(z, self._dims, axis=-1)
+
+    def conditionals(self, z):
+        """The distribution of each layer given the layer before it in `z` (the first from the chain's start)."""
+        layers = self._split(z)
+        result = [layer_distribution(self._latent_type, self._first_params)]
+        for step, previous in zip(self._steps, layers[:-1]):
+            result.append(layer_distribution(self._latent_type, mlp(previous, step)))
+        return result
+
+    def _log_prob(self, z):
+        return tf.add_n([conditional.log_prob(layer) for conditional, layer in zip(self.conditionals(z), self._split(z))])
+
+    def _sample_n(self, n, seed=None):
+        seeds = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), len(self._dims),
+                                                                 alg=RANDOM_ALGORITHM))
+        layer = sample(layer_distribution(self._latent_type, self._first_params), n, seeds[0])
+        layers = [layer]
+        for step, step_seed in zip(self._steps, seeds[1:]):
+            layer = _draw(layer_distribution(self._latent_type, mlp(layer, step)), step_seed)
+            layers.append(layer)
+        return tf.concat(layers, axis=-1)
+
+    def _mean(self):
+        """The chain of means, each layer's mean given the mean of the one before: the point code."""
+        layer = layer_distribution(self._latent_type, self._first_params).mean()
+        layers = [layer]
+        for step in self._steps:
+            layer = layer_distribution(self._latent_type, mlp(layer, step)).mean()
+            layers.append(layer)
+        return tf.concat(layers, axis=-1)
+
+    def stopped(self):
+        """The same chain with its parameters held constant (`tfvae.distributions.stopped`)."""
+        held = tf.nest.map_structure(tf.stop_gradient, (self._first_params, self._steps))
+        return type(self)(*held, self._dims, self._latent_type, self.name)
+
+
+class RecognitionChain(_LayerChain):
+    """q(h_1|x) q(h_2|h_1) ... q(h_M|h_{M-1}) over z = (h_1, ..., h_M), batch shape (B,)."""
+
+    def __init__(self, first_params, steps, dims, latent_type, name="recognition_chain"):
+        super().__init__(first_params, steps, dims, latent_type, name)
+
+    def layers(self):
+        """Each layer's posterior given the point code of the layer below: [q(h_1|x), q(h_2|E h_1), ...]."""
+        return self.conditionals(self.mean())
+
+
+class GenerativeChain(_LayerChain):
+    """p(h_M) p(h_{M-1}|h_M) ... p(h_1|h_2) over z = (h_1, ..., h_M): the chain runs top down, so it is the
+    layer chain in reverse order with its code flipped back."""
+
+    def __init__(self, first_params, steps, dims, latent_type, name="generative_chain"):
+        super().__init__(first_params, steps, dims, latent_type, name)
+
+    def _to_chain(self, z):
+        """z = (h_1, ..., h_M) in the chain's own top-down order (h_M, ..., h_1)."""
+        return tf.concat(tf.split(z, self._dims[::-1], axis=-1)[::-1], axis=-1)
+
+    def _from_chain(self, chain):
+        return tf.concat(tf.split(chain, self._dims, axis=-1)[::-1], axis=-1)
+
+    def _log_prob(self, z):
+        return super()._log_prob(self._to_chain(z))
+
+    def _sample_n(self, n, seed=None):
+        return self._from_chain(super()._sample_n(n, seed))
+
+    def _mean(self):
+        return self._from_chain(super()._mean())
+
+
+def _dense_weights(layers):
+    """[(kernel, bias)] of Keras Dense layers, as the tensors `mlp` takes."""
+    return [(layer.kernel, layer.bias) for layer in layers]
+
+
+def _dense_stack(sizes, name):
+    """Keras Dense layers (float32, so chains stay float32 under mixed precision) mapping sizes[0] -> sizes[-1]."""
+    layers = []
+    for index, (inputs, units) in enumerate(itertools.pairwise(sizes)):
+        layer = keras.layers.Dense(units, dtype="float32", name=f"{name}_{index}")
+        layer.build((None, inputs))
+        layers.append(layer)
+    return layers
+
+
+def check_layers(latent_dims, hidden_units):
+    latent_dims = tuple(check_count("latent_dims", d, maximum=MAX_LATENT_DIM) for d in latent_dims)
+    if not latent_dims or len(hidden_units) != len(latent_dims):
+        raise ValueError(
+            "Expected one tuple of hidden units per stochastic layer, e.g. latent_dims=(100, 50), "
+            f"hidden_units=((200, 200), (100, 100)). Received: latent_dims={latent_dims}, hidden_units={hidden_units}"
+        )
+    return latent_dims, tuple(tuple(check_count("hidden_units", u) for u in units) for units in hidden_units)
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class HierarchicalEncoder(keras.Model):
+    """Images -> q(h_1..h_M | x), a `RecognitionChain`: `body` (a Keras model, images -> features) then a dense
+    projection to h_1's parameters; each further layer from the one below through an MLP of `hidden_units[m]`."""
+
+    def __init__(self, image_shape, latent_dims, hidden_units, body, latent_type="gaussian", **kwargs):
+        super().__init__(**kwargs)
+        from tfvae.networks import check_image_shape
+
+        self.image_shape = check_image_shape(image_shape)
+        self.latent_dims, self.hidden_units = check_layers(latent_dims, hidden_units)
+        self.latent_type = check_latent_type(latent_type)
+        self.body = body
+        features = body.compute_output_shape((None, *self.image_shape))[-1]
+        self.first = _dense_stack([features, params_size(latent_type, self.latent_dims[0])], "first")
+        self.links = [
+            _dense_stack([below, *units, params_size(latent_type, above)], f"up{m}")
+            for m, (below, above, units) in enumerate(zip(self.latent_dims[:-1], self.latent_dims[1:],
+                                                          self.hidden_units[1:]), start=1)
+        ]
+        self.build((None, *self.image_shape))
+
+    num_classes = 0  # the hierarchy conditions on no label
+    missing_data = False
+
+    @property
+    def latent_dim(self):
+        return sum(self.latent_dims)
+
+    def build(self, input_shape):
+        if not self.body.built:
+            self.body.build(input_shape)
+        self.built = True
+
+    def call(self, images, labels=None):
+        first = mlp(tf.cast(self.body(images), tf.float32), _dense_weights(self.first))
+        return RecognitionChain(first, [_dense_weights(link) for link in self.links], self.latent_dims, self.latent_type)
+
+    def mixture_component(self, posterior):
+        return posterior
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": self.image_shape, "latent_dims": self.latent_dims,
+                "hidden_units": self.hidden_units, "latent_type": self.latent_type,
+                "body": keras.saving.serialize_keras_object(self.body)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**config, "body": keras.saving.deserialize_keras_object(config["body"])})
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class HelmholtzPrior(BasePrior):
+    """p(h_M) p(h_{M-1}|h_M) ... p(h_1|h_2), a `GenerativeChain`: the top layer N(0, I) (Gaussian) or
+    Bernoulli with learned logits (binary, a sigmoid belief network), each layer below from the one above
+    through an MLP of the hidden units of the layer below (`hidden_units[m - 1]`, mirroring the encoder)."""
+
+    def __init__(self, latent_dims, hidden_units, latent_type="gaussian", **kwargs):
+        self.latent_dims, self.hidden_units = check_layers(latent_dims, hidden_units)
+        self.latent_type = check_latent_type(latent_type)
+        super().__init__(latent_dim=sum(self.latent_dims), **kwargs)
+
+    def build_weights(self):
+        top = self.latent_dims[-1]
+        initial = [0.0] * top + [0.5413] * top if self.latent_type == "gaussian" else [0.0] * top  # N(0, I), Bernoulli(½)
+        self.top = self.add_weight(shape=(len(initial),), initializer=keras.initializers.Constant(initial), name="top",
+                                   trainable=self.latent_type == "bernoulli")
+        self.links = [
+            _dense_stack([above, *units, params_size(self.latent_type, below)], f"down{m}")
+            for m, (below, above, units) in enumerate(zip(self.latent_dims[:-1], self.latent_dims[1:],
+                                                          self.hidden_units[:-1]), start=1)
+        ][::-1]  # top down
+
+    def call(self, encoder=None, labels=None):
+        return GenerativeChain(self.top, [_dense_weights(link) for link in self.links], self.latent_dims[::-1],
+                               self.latent_type)
+
+    def get_config(self):
+        config = {**super().get_config(), "latent_dims": self.latent_dims, "hidden_units": self.hidden_units,
+                  "latent_type": self.latent_type}
+        del config["latent_dim"]
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class FirstLayer(keras.layers.Layer):
+    """Codes (N, h_1 + ... + h_M) -> h_1 (N, units): what the decoder p(x|h_1) reads of a hierarchical code."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = check_count("units", units)
+
+    def call(self, codes):
+        return codes[..., : self.units]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}

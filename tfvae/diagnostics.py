@@ -41,6 +41,11 @@ def gradient_variance(vae, images, gradient_estimators=("reparameterization", "s
     """
     objective = objective or vae.objective
     num_samples = num_samples or vae.num_samples
+    if objective not in ("elbo", "iwae"):
+        raise ValueError(
+            f"Gradient variance compares the estimators of the ELBO and IWAE bounds; objective={objective!r} has "
+            "gradients of its own. Pass objective='iwae' (or 'elbo') to measure them on this model."
+        )
     objectives.check_objective(objective, "reparameterization", num_samples)
     images = tf.convert_to_tensor(np.asarray(images, np.float32))
     labels = vae._checked_labels(labels, len(images))

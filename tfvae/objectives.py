@@ -214,15 +214,24 @@ def wake_sleep_terms(images, posterior, encode, decode, prior, seed, objective="
             "elbo": -(reconstruction + kl), "bound": bound}
 
 
+def dream(prior, decode, count, seed):
+    """(codes, images) drawn from the generative model, h ~ p(h) then x ~ p(x|h), `count` of each, held fixed."""
+    prior_seed, pixel_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=RANDOM_ALGORITHM))
+    codes = tf.stop_gradient(draw(prior, count, prior_seed))
+    return codes, tf.stop_gradient(decode(codes).sample(seed=pixel_seed))
+
+
+def sleep_seed(seed):
+    """The seed of a step's dreams, apart from the seed of its draws from q."""
+    return tf.random.experimental.stateless_fold_in(seed, 2, alg=RANDOM_ALGORITHM)
+
+
 def _sleep_phase(images, encode, decode, prior, seed):
-    """log q(h|x) at dreams: h from the prior (one per example), x from p(x|h), both held fixed, shape (B,)."""
+    """log q(h|x) at dreams (`dream`), one per example of the batch, shape (B,)."""
     if encode is None:
         raise ValueError("The sleep phase needs the recognition network: pass encode (images -> q(h|x)).")
-    prior_seed, pixel_seed = tf.unstack(tf.random.experimental.stateless_split(
-        tf.random.experimental.stateless_fold_in(seed, 2, alg=RANDOM_ALGORITHM), 2))
-    dreamt_codes = tf.stop_gradient(draw(prior, tf.shape(images)[0], prior_seed))
-    dreams = tf.stop_gradient(decode(dreamt_codes).sample(seed=pixel_seed))
-    return encode(dreams).log_prob(dreamt_codes)
+    codes, dreams = dream(prior, decode, tf.shape(images)[0], sleep_seed(seed))
+    return encode(dreams).log_prob(codes)
 
 
 def _dreg_pieces(images, posterior, decode, prior, z, beta, observed=None):

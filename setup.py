@@ -16,7 +16,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # The command line lives in cli/ but installs as tfvae.cli, never as a top-level `cli` module.
-    packages=["tfvae", "tfvae.data", "tfvae.cli"],
+    packages=["tfvae", "tfvae.data", "tfvae.models", "tfvae.cli"],
     package_dir={"tfvae.cli": "cli"},
     install_requires=[
         "tensorflow>=2.21,<2.22",

@@ -65,3 +65,41 @@ def vae_for_images(fused=True, **options):
             return False
 
     return (tfvae.VAE if fused else OneLaunchPerStep).for_images(**options)
+
+
+def peer_python(venv, requirements):
+    """The python of a peer's own virtual environment `venv`, created from `requirements` on first use."""
+    import subprocess
+    import sys
+
+    python = pathlib.Path(venv) / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements)], check=True)
+    return python
+
+
+def run_json(command):
+    """Runs `command` in its own process and returns the JSON object on the last line it prints."""
+    import subprocess
+
+    result = subprocess.run([str(part) for part in command], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, command))} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def epoch_timer():
+    """(callback, seconds): a Keras callback that appends each epoch's wall-clock seconds to `seconds`."""
+    import keras
+
+    seconds = []
+
+    class EpochTimes(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.start)
+
+    return EpochTimes(), seconds

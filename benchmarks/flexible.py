@@ -16,14 +16,12 @@ import argparse
 import json
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
-from benchmarks.common import report
+from benchmarks.common import epoch_timer, peer_python, report, run_json
 from benchmarks.semi_supervised import DATASETS
 
 HERE = pathlib.Path(__file__).parent
@@ -37,15 +35,6 @@ MODELS = {
     "vamp": ({"prior": "vamp", "posterior": "diagonal"}, "vamp"),
     "iaf+vamp": ({"prior": "vamp", "posterior": "iaf"}, None),
 }
-
-
-def ensure_venv(venv):
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(HERE / "peers" / "pythae_requirements.txt")],
-                       check=True)
-    return python
 
 
 def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples):
@@ -64,16 +53,8 @@ def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples):
                  else parts["posterior"])
     vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=LATENT, prior=prior, posterior=posterior, seed=0)
     vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
-    seconds = []
-
-    class EpochTimes(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.start)
-
-    vae.fit(train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[EpochTimes()])
+    timer, seconds = epoch_timer()
+    vae.fit(train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[timer])
     scored = test[:nll_examples]
     print(json.dumps({
         "system": "tfvae", "model": model, "epochs": epochs, "seconds_per_epoch": statistics.median(seconds[1:] or seconds),
@@ -81,13 +62,6 @@ def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples):
         "negative_elbo": -float(np.mean(vae.elbo(scored, seed=0))), "nll_samples": k,
         "xla": bool(vae.jit_compile), "kl": vae.kl_estimator,
     }))
-
-
-def run_json(command):
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, command))} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def binarized(dataset, directory):
@@ -118,7 +92,7 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.k, args.nll_examples = 2, 100, 100
-    peer_python = None if args.no_peer else str(ensure_venv(args.peer_venv))
+    pythae = None if args.no_peer else str(peer_python(args.peer_venv, HERE / "peers" / "pythae_requirements.txt"))
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         train_path, test_path = binarized(args.dataset, directory)
@@ -128,8 +102,8 @@ def main():
                                str(args.epochs), str(args.k), str(args.nll_examples)])
             rows.append({"dataset": args.dataset, **result})
             print(rows[-1], flush=True)
-            if peer_python and peer_model:
-                peer = run_json([peer_python, str(PEER), "--model", peer_model, "--train", train_path, "--test", test_path,
+            if pythae and peer_model:
+                peer = run_json([pythae, str(PEER), "--model", peer_model, "--train", train_path, "--test", test_path,
                                  "--epochs", str(args.epochs), "--batch-size", str(BATCH), "--learning-rate",
                                  str(LEARNING_RATE), "--latent-dim", str(LATENT), "--hidden", str(HIDDEN),
                                  "--nll-samples", str(args.k), "--nll-examples", str(args.nll_examples),

@@ -17,25 +17,15 @@ import argparse
 import json
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-from benchmarks.common import report
+from benchmarks.common import epoch_timer, peer_python, report, run_json
 
 HERE = pathlib.Path(__file__).parent
 PEERS = HERE / "peers"
 BATCH = 128
 CONV_EXAMPLES = 12800
-
-
-def ensure_peers_venv(venv):
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(PEERS / "requirements.txt")], check=True)
-    return python
 
 
 def binarized_fashion_mnist(path, count=None):
@@ -50,7 +40,6 @@ def binarized_fashion_mnist(path, count=None):
 
 def tfvae_worker(data_path, epochs, architecture, jit_compile):
     """Runs in a fresh process: the README's Python path, timing each epoch with a callback."""
-    import keras
     import numpy as np
 
     import tfvae
@@ -59,27 +48,12 @@ def tfvae_worker(data_path, epochs, architecture, jit_compile):
     vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=20, architecture=architecture)
     vae.compile() if jit_compile == "default" else vae.compile(jit_compile=jit_compile == "on")
 
-    seconds = []
-
-    class EpochTimes(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.start)
-
-    history = vae.fit(x, batch_size=BATCH, epochs=int(epochs), verbose=0, callbacks=[EpochTimes()])
+    timer, seconds = epoch_timer()
+    history = vae.fit(x, batch_size=BATCH, epochs=int(epochs), verbose=0, callbacks=[timer])
     steps = -(-len(x) // BATCH)
     rate = len(x) / statistics.median(seconds[1:])
     print(json.dumps({"examples_per_second": rate, "loss": history.history["loss"][-1], "steps": steps,
                       "jit_compile": bool(vae.jit_compile), "steps_per_execution": vae.steps_per_execution}))
-
-
-def run_json(command):
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -90,7 +64,7 @@ def main():
     parser.add_argument("--peers-venv", type=pathlib.Path, default=HERE / ".peers-venv")
     args = parser.parse_args()
     rounds, epochs = (2, 3) if args.quick else (args.rounds, args.epochs)
-    peers_python = str(ensure_peers_venv(args.peers_venv))
+    peers_python = str(peer_python(args.peers_venv, PEERS / "requirements.txt"))
     from benchmarks.training_throughput import dense_training_flops_per_example, matmul_flops_per_second
 
     with tempfile.TemporaryDirectory() as tmp:

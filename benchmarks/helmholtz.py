@@ -1,0 +1,134 @@
+"""Helmholtz machines: one and two stochastic layers, Gaussian or binary, trained by every objective that
+applies (ELBO, IWAE, wake-sleep, reweighted wake-sleep) at equal epochs, beside Pyro's ReweightedWakeSleep on
+the same sigmoid belief network in its own virtual environment.
+
+Per row: held-out NLL by importance sampling (the first `--nll-examples` test images, `--k` samples), −ELBO,
+seconds per epoch (the median after the first), its cost relative to the one-layer Gaussian VAE, whether the
+row ran on the fused XLA training path, and the active units of each layer (`tfvae.evaluation.latent_statistics`:
+the variance over the test images of E_q[h], in units of the prior's variance, above 0.01 — Burda et al.'s
+criterion). Gaussian rows use Burda et al.'s networks (one layer: 50 units, tanh 200-200; two layers: 100 and
+50 units, tanh 200-200 and 100-100); binary rows are the sigmoid belief network with linear conditionals
+(200-200). Every system reads the same fixed binarization of each split; every run is its own process.
+
+    python -m benchmarks.helmholtz [--quick] [--dataset fashion_mnist | mnist-test] [--epochs 10] [--k 5000]
+        [--nll-examples 1000] [--rows NAME ...] [--no-peer]
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+import tempfile
+
+import numpy as np
+
+from benchmarks.common import epoch_timer, peer_python, report, run_json
+from benchmarks.flexible import binarized
+from benchmarks.semi_supervised import DATASETS
+
+HERE = pathlib.Path(__file__).parent
+PEER = HERE / "peers" / "pyro_rws.py"
+BATCH, LEARNING_RATE = 100, 1e-3
+ONE_GAUSSIAN = {"latent_dims": (50,), "hidden_units": ((200, 200),)}
+TWO_GAUSSIAN = {"latent_dims": (100, 50), "hidden_units": ((200, 200), (100, 100))}
+BELIEF_NETWORK = {"latent_dims": (200, 200), "hidden_units": ((), ()), "latent_type": "bernoulli"}
+ROWS = {  # name -> HierarchicalVAE.for_images options
+    "gaussian 1 layer, VAE": {**ONE_GAUSSIAN, "objective": "elbo"},
+    "gaussian 1 layer, IWAE k=50": {**ONE_GAUSSIAN, "objective": "iwae", "num_samples": 50},
+    "gaussian 2 layers, VAE": {**TWO_GAUSSIAN, "objective": "elbo"},
+    "gaussian 2 layers, IWAE k=50": {**TWO_GAUSSIAN, "objective": "iwae", "num_samples": 50},
+    "gaussian 2 layers, IWAE k=50 DReG": {**TWO_GAUSSIAN, "objective": "iwae", "num_samples": 50,
+                                          "gradient_estimator": "doubly_reparameterized"},
+    "gaussian 2 layers, RWS k=5": {**TWO_GAUSSIAN, "objective": "reweighted_wake_sleep", "num_samples": 5},
+    "gaussian 2 layers, RWS k=50": {**TWO_GAUSSIAN, "objective": "reweighted_wake_sleep", "num_samples": 50},
+    "gaussian 2 layers, wake-sleep": {**TWO_GAUSSIAN, "objective": "wake_sleep"},
+    "binary 200-200, score function": {**BELIEF_NETWORK, "objective": "elbo", "gradient_estimator": "score_function"},
+    "binary 200-200, VIMCO k=5": {**BELIEF_NETWORK, "objective": "iwae", "num_samples": 5},
+    "binary 200-200, VIMCO k=50": {**BELIEF_NETWORK, "objective": "iwae", "num_samples": 50},
+    "binary 200-200, wake-sleep": {**BELIEF_NETWORK, "objective": "wake_sleep"},
+    "binary 200-200, RWS k=5": {**BELIEF_NETWORK, "objective": "reweighted_wake_sleep", "num_samples": 5},
+    "binary 200-200, RWS k=50": {**BELIEF_NETWORK, "objective": "reweighted_wake_sleep", "num_samples": 50},
+}
+PEER_ROWS = ("binary 200-200, RWS k=5", "binary 200-200, RWS k=50")  # Pyro runs the same model beside these
+
+
+def tfvae_worker(train_path, test_path, row, epochs, k, nll_examples):
+    """In a fresh process: one row trained and scored, as JSON."""
+    import keras
+
+    import tfvae
+    from tfvae.evaluation import ACTIVE_UNIT_THRESHOLD, latent_statistics
+
+    train, test = np.load(train_path), np.load(test_path)
+    keras.utils.set_random_seed(0)
+    vae = tfvae.HierarchicalVAE.for_images((28, 28, 1), seed=0, **ROWS[row])
+    vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
+    timer, seconds = epoch_timer()
+    vae.fit(train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[timer])
+    scored = test[:nll_examples]
+    activity = latent_statistics(vae, test)["activity"]
+    active = np.split(activity > ACTIVE_UNIT_THRESHOLD, np.cumsum(vae.latent_dims)[:-1])
+    print(json.dumps({
+        "system": "tfvae", "row": row, "epochs": epochs, "seconds_per_epoch": statistics.median(seconds[1:] or seconds),
+        "nll": -float(np.mean(vae.log_likelihood(scored, num_samples=k, seed=0))),
+        "negative_elbo": -float(np.mean(vae.elbo(scored, num_samples=100, seed=0))), "nll_samples": k,
+        "active_units": "/".join(f"{int(layer.sum())} of {layer.size}" for layer in active),
+        "fused_xla": bool(vae.jit_compile) and vae._fuses_steps(), "estimator": vae.gradient_estimator,
+    }))
+
+
+def pyro_row(python, train_path, test_path, row, epochs, k, nll_examples):
+    options = ROWS[row]
+    result = run_json([python, PEER, "--train", train_path, "--test", test_path, "--epochs", epochs, "--batch-size", BATCH,
+                       "--learning-rate", LEARNING_RATE, "--latent-dims", ",".join(map(str, options["latent_dims"])),
+                       "--num-samples", options["num_samples"], "--nll-samples", k, "--nll-examples", nll_examples,
+                       "--quiet"])
+    return {"system": f"pyro {result['pyro_version']}", "row": row, "epochs": epochs,
+            "seconds_per_epoch": result["seconds_per_epoch"], "nll": result["nll"], "nll_samples": k}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 epoch on 2000 images, k = 100 on 100 images")
+    parser.add_argument("--dataset", choices=DATASETS, default="fashion_mnist")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--k", type=int, default=5000)
+    parser.add_argument("--nll-examples", type=int, default=1000)
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), metavar="NAME")
+    parser.add_argument("--no-peer", action="store_true", help="tfvae's rows only")
+    parser.add_argument("--peer-venv", type=pathlib.Path, default=HERE / ".pyro-venv")
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.k, args.nll_examples = 2, 100, 100
+    pyro = None if args.no_peer else peer_python(args.peer_venv, HERE / "peers" / "pyro_requirements.txt")
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        train_path, test_path = binarized(args.dataset, directory)
+        if args.quick:
+            np.save(train_path, np.load(train_path)[:2000])
+        for row in args.rows:
+            rows.append({"dataset": args.dataset, **run_json(
+                [sys.executable, "-m", "benchmarks.helmholtz", "--worker", train_path, test_path, row, args.epochs, args.k,
+                 args.nll_examples])})
+            print(rows[-1], flush=True)
+            if pyro and row in PEER_ROWS:
+                rows.append({"dataset": args.dataset,
+                             **pyro_row(pyro, train_path, test_path, row, args.epochs, args.k, args.nll_examples)})
+                print(rows[-1], flush=True)
+    base = next((row for row in rows if row["row"] == "gaussian 1 layer, VAE" and row["system"] == "tfvae"), None)
+    for row in rows:
+        if base:
+            row["cost_vs_one_layer_vae"] = row["seconds_per_epoch"] / base["seconds_per_epoch"]
+        tfvae_row = next((other for other in rows if other["row"] == row["row"] and other["system"] == "tfvae"), None)
+        if row["system"] != "tfvae" and tfvae_row:
+            tfvae_row["peer_over_tfvae_seconds"] = row["seconds_per_epoch"] / tfvae_row["seconds_per_epoch"]
+            tfvae_row["nll_minus_peer"] = tfvae_row["nll"] - row["nll"]
+    report("helmholtz", rows)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        tfvae_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]))
+    else:
+        main()

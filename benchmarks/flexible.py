@@ -1,7 +1,8 @@
 """Flexible posteriors and learned priors, side by side with pythae: held-out NLL (importance sampling),
 −ELBO and seconds per epoch of the MLP VAE with a diagonal or an inverse autoregressive flow posterior and a
-N(0, I) or VampPrior prior (and, with --models, the two-layer Helmholtz model with a VampPrior), beside
-pythae's VAE, VAE_IAF and VAMP with the same networks, data, batch size, optimizer and epochs.
+N(0, I) or VampPrior prior, and Burda et al.'s two-layer model (100 and 50 units) with and without a VampPrior
+on its top layer, beside pythae's VAE, VAE_IAF and VAMP with the same networks, data, batch size, optimizer
+and epochs.
 
 Both systems train on one fixed binarization of the training images (the same array, saved once) and are
 scored on one fixed binarization of the test images; NLL uses the first `--nll-examples` test images with
@@ -9,7 +10,7 @@ scored on one fixed binarization of the test images; NLL uses the first `--nll-e
 benchmarks/peers/pythae_requirements.txt. Every run is its own process, the systems taking turns.
 
     python -m benchmarks.flexible [--quick] [--dataset fashion_mnist | mnist-test] [--epochs 20] [--k 5000]
-        [--nll-examples 1000] [--models vae iaf vamp iaf+vamp] [--no-peer]
+        [--nll-examples 1000] [--models vae iaf vamp iaf+vamp "2 layers" "2 layers+vamp"] [--no-peer]
 """
 
 import argparse
@@ -34,6 +35,8 @@ MODELS = {
     "iaf": ({"prior": "standard_normal", "posterior": "iaf"}, "iaf"),
     "vamp": ({"prior": "vamp", "posterior": "diagonal"}, "vamp"),
     "iaf+vamp": ({"prior": "vamp", "posterior": "iaf"}, None),
+    "2 layers": ({"prior": "standard_normal", "latent_dims": (100, 50)}, None),  # Burda et al.'s two-layer model
+    "2 layers+vamp": ({"prior": "vamp", "latent_dims": (100, 50)}, None),  # the VampPrior on its top layer
 }
 
 
@@ -49,9 +52,12 @@ def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples):
     train, test = np.load(train_path), np.load(test_path)
     keras.utils.set_random_seed(0)
     prior = VampPrior(NUM_PSEUDO_INPUTS) if parts["prior"] == "vamp" else parts["prior"]
-    posterior = (InverseAutoregressiveFlow(IAF_STEPS, (IAF_HIDDEN, IAF_HIDDEN)) if parts["posterior"] == "iaf"
-                 else parts["posterior"])
-    vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=LATENT, prior=prior, posterior=posterior, seed=0)
+    if "latent_dims" in parts:
+        vae = tfvae.HierarchicalVAE.for_images((28, 28, 1), latent_dims=parts["latent_dims"], prior=prior, seed=0)
+    else:
+        posterior = (InverseAutoregressiveFlow(IAF_STEPS, (IAF_HIDDEN, IAF_HIDDEN)) if parts["posterior"] == "iaf"
+                     else parts["posterior"])
+        vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=LATENT, prior=prior, posterior=posterior, seed=0)
     vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
     timer, seconds = epoch_timer()
     vae.fit(train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[timer])

@@ -22,13 +22,19 @@ PRIORS_OF_LABELS = ("class_conditional",)  # p(z|y): for models of labels only
 
 
 def combinations():
-    """(name, settings) of every kind x prior x posterior `tfvae train` can build, then M1+M2."""
+    """(name, settings) of every kind x prior x posterior `tfvae train` can build, then M1+M2 and the
+    Helmholtz machines (Gaussian, with a VampPrior on the top layer, binary)."""
     from tfvae import registry
 
     for kind, prior, posterior in itertools.product(KINDS, registry.PRIORS, registry.POSTERIORS):
         if kind != "vae" or prior not in PRIORS_OF_LABELS:
-            yield f"{kind}-{prior}-{posterior}", {"model": kind, "prior": prior, "posterior": posterior}
-    yield "semi-supervised", {"model": "semi-supervised"}  # M1+M2, on the codes of a VAE
+            yield f"{kind}-{prior}-{posterior}", {"model": kind, "prior": prior, "posterior": posterior, "latent_dim": 4}
+    yield "semi-supervised", {"model": "semi-supervised", "latent_dim": 4}  # M1+M2, on the codes of a VAE
+    layers = {"model": "hierarchical", "latent_dims": (4, 2)}
+    yield "hierarchical", layers
+    yield "hierarchical-vamp", {**layers, "prior": "vamp"}
+    yield "hierarchical-bernoulli", {**layers, "latent_type": "bernoulli", "objective": "reweighted_wake_sleep",
+                                     "num_samples": 3}
 
 
 def _data(mnist_dir):
@@ -54,13 +60,20 @@ def _build(settings, images, labels):
     from tfvae.training import build_model
 
     given = _training_labels(settings["model"], labels)
-    config = RunConfig.for_model(latent_dim=4, batch_size=32, steps_per_execution=1, **settings)
+    config = RunConfig.for_model(batch_size=32, steps_per_execution=1, **settings)
     labeled = len(images) if given is None else int(np.sum(given >= 0))
     info = DatasetInfo("mnist", "test[:64]", (28, 28, 1), len(images), "test", 10, labeled)
     trained = {"m1": tfvae.VAE.for_images((28, 28, 1), latent_dim=4, seed=0)} if settings["model"] == "semi-supervised" else {}
     model = build_model(config, info, **trained)
     model.fit(images[:32], None if given is None else given[:32], batch_size=32, epochs=1, verbose=0)
     return model
+
+
+def _parts(vae):
+    """The class names of a model's prior (and the prior on its top layer) and posterior head."""
+    top = getattr(vae.prior, "top_prior", None)
+    posterior = getattr(vae.encoder, "posterior", vae.encoder)  # a hierarchy's encoder is its own posterior
+    return [type(vae.prior).__name__, type(top).__name__, type(posterior).__name__]
 
 
 def build(directory, mnist_dir):
@@ -78,8 +91,8 @@ def build(directory, mnist_dir):
             "kind": settings["model"],
             "elbo": vae.elbo(images[:8], seed=3, labels=vae.labels_used(labels[:8])).numpy().tolist(),
             "num_classes": int(vae.num_classes),
-            "prior": type(vae.prior).__name__,
-            "posterior": type(vae.encoder.posterior).__name__,
+            "latent_dim": int(vae.latent_dim),
+            "parts": _parts(vae),
         }
     (directory / "reference.json").write_text(json.dumps(reference))
 
@@ -102,7 +115,7 @@ def load(directory, mnist_dir):
         model = tfvae.load_model(directory / f"{name}.keras")
         assert type(plain[name]) is type(model), (type(plain[name]), type(model))
         vae = model.image_model()
-        assert (type(vae.prior).__name__, type(vae.encoder.posterior).__name__) == (expected["prior"], expected["posterior"])
+        assert _parts(vae) == expected["parts"], (name, _parts(vae), expected["parts"])
         given = vae.labels_used(labels[:8])
         elbo = vae.elbo(images[:8], seed=3, labels=given).numpy()
         assert np.allclose(elbo, expected["elbo"], rtol=1e-4, atol=1e-3), (name, elbo, expected["elbo"])
@@ -141,7 +154,7 @@ def serve(directory):
         count = {} if labels else {"count": tf.constant(3)}
         calls = {
             "reconstruct": dict(images=images, **labels), "encode": dict(images=images, **labels),
-            "decode": dict(z=tf.zeros((3, 4)), **labels), "elbo": dict(images=images, **labels),
+            "decode": dict(z=tf.zeros((3, reference[name]["latent_dim"])), **labels), "elbo": dict(images=images, **labels),
             "sample": dict(seed=tf.constant(1), **labels, **count),
             "complete": dict(images=images, observed=observed, seed=tf.constant(2), **labels),
         }

@@ -6,6 +6,7 @@ import itertools
 import keras
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -15,6 +16,7 @@ import tfvae
 from tfvae import hierarchy, objectives
 from tfvae.models.hierarchical import HierarchicalVAE
 from tfvae.networks import Decoder
+from tfvae.priors import VampPrior
 
 tfd = tfp.distributions
 SHAPE, D1, D2, SIGMA, S1 = (2, 2, 1), 3, 2, 0.5, 0.7  # tiny, all-different sizes
@@ -310,3 +312,18 @@ def test_the_hierarchy_serves_every_layer_of_its_posterior_and_samples_from_the_
     binary = HierarchicalVAE.for_images((28, 28, 1), latent_dims=(6, 4), latent_type="bernoulli")
     # A binary top layer starts at Bernoulli(½).
     np.testing.assert_allclose(binary.prior_distribution().sample(2000, seed=(1, 2)).numpy()[:, 6:].mean(), 0.5, atol=0.05)
+
+
+def test_a_vamp_prior_on_the_top_layer_is_the_mixture_of_the_top_posteriors_at_its_pseudo_inputs():
+    vae = HierarchicalVAE.for_images((6, 5, 1), latent_dims=(4, 3), hidden_units=((8,), (5,)), prior=VampPrior(7), seed=0)
+    z = vae.prior_distribution().sample(6, seed=(1, 2)).numpy()
+    h1, h2 = z[:, :4], z[:, 4:]
+    top = vae.encoder(vae.prior.top_prior.pseudo_inputs()).layers()[-1]  # q(h2 | E h1) at each pseudo-input, batch (7,)
+    loc, scale = top.mean().numpy(), top.stddev().numpy()
+    log_top = scipy.special.logsumexp(scipy.stats.norm(loc, scale).logpdf(h2[:, None]).sum(-1), axis=1) - np.log(7)
+    (k1, b1), (k2, b2) = [layer.get_weights() for layer in vae.prior.links[0]]  # h2 -> tanh 8 -> [loc, raw scale] of h1
+    params = np.tanh(h2 @ k1 + b1) @ k2 + b2
+    log_h1 = scipy.stats.norm(params[:, :4], np.logaddexp(0, params[:, 4:]) + 1e-5).logpdf(h1).sum(-1)
+    np.testing.assert_allclose(vae.prior_distribution().log_prob(z), log_top + log_h1, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="binary top layer has its own learned Bernoulli prior"):
+        HierarchicalVAE.for_images((6, 5, 1), latent_dims=(4, 3), latent_type="bernoulli", prior="vamp")

@@ -111,7 +111,7 @@ PRETRAINS_VAE = ("semi-supervised",)
 ONE_LAYER = tuple(kind for kind in registry.MODELS if kind != "hierarchical")
 KIND_SETTINGS = {"alpha": FEW_LABELS, "bound_weighting": FEW_LABELS, "labeled_examples": FEW_LABELS,
                  "m1_epochs": PRETRAINS_VAE, "latent_dims": ("hierarchical",), "latent_type": ("hierarchical",),
-                 "latent_dim": ONE_LAYER, "prior": ONE_LAYER, "posterior": ONE_LAYER}
+                 "latent_dim": ONE_LAYER, "posterior": ONE_LAYER}
 
 
 def check_applies(model, names):

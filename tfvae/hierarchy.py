@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import names
-from tfvae.distributions import RANDOM_ALGORITHM, SCALE_FLOOR, sample
+from tfvae.distributions import RANDOM_ALGORITHM, SCALE_FLOOR, sample, stopped
 from tfvae.limits import MAX_LATENT_DIM, check_count
 from tfvae.names import check_choice
 from tfvae.priors import BasePrior
@@ -62,12 +62,12 @@ def _draw(distribution, seed):
 
 
 class _LayerChain(tfd.Distribution):
-    """A chain of stochastic layers over their concatenation: the first from `first_params`, each next one from
-    the MLP of the one before (`steps`, weight tensors per link), in the order `dims` lists them."""
+    """A chain of stochastic layers over their concatenation: the first layer's distribution `first`, each next
+    one from the MLP of the one before (`steps`, weight tensors per link), in the order `dims` lists them."""
 
-    def __init__(self, first_params, steps, dims, latent_type, name):
+    def __init__(self, first, steps, dims, latent_type, name):
         parameters = dict(locals())
-        self._first_params = tf.cast(first_params, tf.float32)
+        self._first = first
         self._steps = [tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), step) for step in steps]
         self._dims = tuple(dims)
         self._latent_type = latent_type
@@ -86,10 +86,10 @@ class _LayerChain(tfd.Distribution):
         return tf.constant([sum(self._dims)], tf.int32)
 
     def _batch_shape(self):
-        return self._first_params.shape[:-1]
+        return self._first.batch_shape
 
     def _batch_shape_tensor(self):
-        return tf.shape(self._first_params)[:-1]
+        return self._first.batch_shape_tensor()
 
     def _split(self, z):
         return tf.split(z, self._dims, axis=-1)
@@ -97,7 +97,7 @@ class _LayerChain(tfd.Distribution):
     def conditionals(self, z):
         """The distribution of each layer given the layer before it in `z` (the first from the chain's start)."""
         layers = self._split(z)
-        result = [layer_distribution(self._latent_type, self._first_params)]
+        result = [self._first]
         for step, previous in zip(self._steps, layers[:-1]):
             result.append(layer_distribution(self._latent_type, mlp(previous, step)))
         return result
@@ -108,7 +108,7 @@ class _LayerChain(tfd.Distribution):
     def _sample_n(self, n, seed=None):
         seeds = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), len(self._dims),
                                                                  alg=RANDOM_ALGORITHM))
-        layer = sample(layer_distribution(self._latent_type, self._first_params), n, seeds[0])
+        layer = sample(self._first, n, seeds[0])
         layers = [layer]
         for step, step_seed in zip(self._steps, seeds[1:]):
             layer = _draw(layer_distribution(self._latent_type, mlp(layer, step)), step_seed)
@@ -117,7 +117,7 @@ class _LayerChain(tfd.Distribution):
 
     def _mean(self):
         """The chain of means, each layer's mean given the mean of the one before: the point code."""
-        layer = layer_distribution(self._latent_type, self._first_params).mean()
+        layer = self._first.mean()
         layers = [layer]
         for step in self._steps:
             layer = layer_distribution(self._latent_type, mlp(layer, step)).mean()
@@ -126,15 +126,15 @@ class _LayerChain(tfd.Distribution):
 
     def stopped(self):
         """The same chain with its parameters held constant (`tfvae.distributions.stopped`)."""
-        held = tf.nest.map_structure(tf.stop_gradient, (self._first_params, self._steps))
-        return type(self)(*held, self._dims, self._latent_type, self.name)
+        return type(self)(stopped(self._first), tf.nest.map_structure(tf.stop_gradient, self._steps), self._dims,
+                          self._latent_type, self.name)
 
 
 class RecognitionChain(_LayerChain):
     """q(h_1|x) q(h_2|h_1) ... q(h_M|h_{M-1}) over z = (h_1, ..., h_M), batch shape (B,)."""
 
-    def __init__(self, first_params, steps, dims, latent_type, name="recognition_chain"):
-        super().__init__(first_params, steps, dims, latent_type, name)
+    def __init__(self, first, steps, dims, latent_type, name="recognition_chain"):
+        super().__init__(first, steps, dims, latent_type, name)
 
     def layers(self):
         """Each layer's posterior given the point code of the layer below: [q(h_1|x), q(h_2|E h_1), ...]."""
@@ -145,8 +145,8 @@ class GenerativeChain(_LayerChain):
     """p(h_M) p(h_{M-1}|h_M) ... p(h_1|h_2) over z = (h_1, ..., h_M): the chain runs top down, so it is the
     layer chain in reverse order with its code flipped back."""
 
-    def __init__(self, first_params, steps, dims, latent_type, name="generative_chain"):
-        super().__init__(first_params, steps, dims, latent_type, name)
+    def __init__(self, first, steps, dims, latent_type, name="generative_chain"):
+        super().__init__(first, steps, dims, latent_type, name)
 
     def _to_chain(self, z):
         """z = (h_1, ..., h_M) in the chain's own top-down order (h_M, ..., h_1)."""
@@ -225,11 +225,13 @@ class HierarchicalEncoder(keras.Model):
         self.built = True
 
     def call(self, images, labels=None):
-        first = mlp(tf.cast(self.body(images), tf.float32), _dense_weights(self.first))
+        first = layer_distribution(self.latent_type, mlp(tf.cast(self.body(images), tf.float32), _dense_weights(self.first)))
         return RecognitionChain(first, [_dense_weights(link) for link in self.links], self.latent_dims, self.latent_type)
 
     def mixture_component(self, posterior):
-        return posterior
+        """The top layer's posterior given the point code below, q(h_M | E h_{M-1}): what a VampPrior on the top
+        layer mixes (its density at any h_M is one pass, where the chain's marginal q(h_M|x) has none)."""
+        return posterior.layers()[-1]
 
     def get_config(self):
         return {**super().get_config(), "image_shape": self.image_shape, "latent_dims": self.latent_dims,
@@ -245,18 +247,37 @@ class HierarchicalEncoder(keras.Model):
 class HelmholtzPrior(BasePrior):
     """p(h_M) p(h_{M-1}|h_M) ... p(h_1|h_2), a `GenerativeChain`: the top layer N(0, I) (Gaussian) or
     Bernoulli with learned logits (binary, a sigmoid belief network), each layer below from the one above
-    through an MLP of the hidden units of the layer below (`hidden_units[m - 1]`, mirroring the encoder)."""
+    through an MLP of the hidden units of the layer below (`hidden_units[m - 1]`, mirroring the encoder).
 
-    def __init__(self, latent_dims, hidden_units, latent_type="gaussian", **kwargs):
+    `top` puts another prior on a Gaussian top layer p(h_M): any `tfvae.priors` part of `latent_dims[-1]`
+    units, such as `VampPrior` (its pseudo-inputs pass through the recognition chain to q(h_M | E h_{M-1})).
+    """
+
+    def __init__(self, latent_dims, hidden_units, latent_type="gaussian", top=None, **kwargs):
         self.latent_dims, self.hidden_units = check_layers(latent_dims, hidden_units)
         self.latent_type = check_latent_type(latent_type)
+        if top is not None and (self.latent_type != "gaussian" or getattr(top, "takes_labels", False)):
+            raise ValueError(
+                f"A prior on the top layer ({type(top).__name__}) needs Gaussian layers and no labels; a binary top "
+                "layer has its own learned Bernoulli prior. Leave top=None, or use latent_type='gaussian'."
+            )
+        self.top_prior = top
         super().__init__(latent_dim=sum(self.latent_dims), **kwargs)
+
+    def ready_to_build(self):
+        return self.top_prior is None or self.top_prior.ready_to_build()
+
+    def build(self, input_shape, num_classes=0, image_shape=None):
+        if self.top_prior is not None and not self.top_prior.built:
+            self.top_prior.build((self.latent_dims[-1],), image_shape=image_shape)
+        super().build(input_shape, num_classes, image_shape)
 
     def build_weights(self):
         top = self.latent_dims[-1]
-        initial = [0.0] * top + [0.5413] * top if self.latent_type == "gaussian" else [0.0] * top  # N(0, I), Bernoulli(½)
-        self.top = self.add_weight(shape=(len(initial),), initializer=keras.initializers.Constant(initial), name="top",
-                                   trainable=self.latent_type == "bernoulli")
+        if self.top_prior is None:
+            initial = [0.0] * top + [0.5413] * top if self.latent_type == "gaussian" else [0.0] * top  # N(0, I), Bernoulli(½)
+            self.top = self.add_weight(shape=(len(initial),), initializer=keras.initializers.Constant(initial),
+                                       name="top", trainable=self.latent_type == "bernoulli")
         self.links = [
             _dense_stack([above, *units, params_size(self.latent_type, below)], f"down{m}")
             for m, (below, above, units) in enumerate(zip(self.latent_dims[:-1], self.latent_dims[1:],
@@ -264,14 +285,18 @@ class HelmholtzPrior(BasePrior):
         ][::-1]  # top down
 
     def call(self, encoder=None, labels=None):
-        return GenerativeChain(self.top, [_dense_weights(link) for link in self.links], self.latent_dims[::-1],
-                               self.latent_type)
+        top = layer_distribution(self.latent_type, self.top) if self.top_prior is None else self.top_prior(encoder=encoder)
+        return GenerativeChain(top, [_dense_weights(link) for link in self.links], self.latent_dims[::-1], self.latent_type)
 
     def get_config(self):
         config = {**super().get_config(), "latent_dims": self.latent_dims, "hidden_units": self.hidden_units,
-                  "latent_type": self.latent_type}
+                  "latent_type": self.latent_type, "top": keras.saving.serialize_keras_object(self.top_prior)}
         del config["latent_dim"]
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**config, "top": keras.saving.deserialize_keras_object(config.get("top"))})
 
 
 @keras.saving.register_keras_serializable(package="tfvae")

@@ -26,6 +26,7 @@ class KLWarmup(keras.callbacks.Callback):
         self.target = float(target)
 
     def beta_at(self, epoch):
+        """β at the start of `epoch` (counted from 0): rising linearly from 0 to `target` over `warmup_epochs`, then held."""
         return self.target * min(1.0, epoch / self.warmup_epochs)
 
     def on_epoch_begin(self, epoch, logs=None):

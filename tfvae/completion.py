@@ -24,6 +24,7 @@ PROPOSAL_ITERATIONS = 10
 
 
 def check_method(method):
+    """`method` if it is one of `METHODS`, else a ValueError naming them."""
     if method not in METHODS:
         raise ValueError(f"Unknown completion method {method!r}. Expected one of {', '.join(METHODS)}.")
     return method

@@ -171,6 +171,7 @@ class RunConfig:
         return RunConfig.from_flat(**{**self.flat(), **settings})
 
     def to_json(self):
+        """The settings as a JSON-ready dict, one section per concern, as `run_config.json` holds them (`from_json` reads it)."""
         return dataclasses.asdict(self)
 
     @classmethod

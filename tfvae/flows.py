@@ -52,11 +52,13 @@ class MaskedDense(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
+        """Creates the kernel, of the mask's shape (inputs, units), and the bias."""
         inputs, units = self.mask.shape
         self.kernel = self.add_weight(shape=(inputs, units), initializer=self.kernel_initializer, name="kernel")
         self.bias = self.add_weight(shape=(units,), initializer="zeros", name="bias")
 
     def masked_kernel(self):
+        """The kernel times the mask: zero where an output may not depend on an input, which keeps the step autoregressive."""
         return self.kernel * self.mask
 
     def get_config(self):

@@ -35,6 +35,7 @@ LATENT_TYPES = {
 
 
 def check_latent_type(latent_type):
+    """`latent_type` if it is one of `tfvae.names.LATENT_TYPES` ("gaussian", "bernoulli"), else a ValueError naming them."""
     return check_choice("latent_type", latent_type, names.LATENT_TYPES)
 
 
@@ -44,6 +45,7 @@ def layer_distribution(latent_type, params):
 
 
 def params_size(latent_type, units):
+    """Raw parameters a stochastic layer of `units` units takes: 2·units if Gaussian (loc, scale), units if binary (logits)."""
     return LATENT_TYPES[latent_type][1](units)
 
 
@@ -181,6 +183,7 @@ def _dense_stack(sizes, name):
 
 
 def check_layers(latent_dims, hidden_units):
+    """(latent_dims, hidden_units) as tuples, checked: whole numbers, and one tuple of hidden units per stochastic layer."""
     latent_dims = tuple(check_count("latent_dims", d, maximum=MAX_LATENT_DIM) for d in latent_dims)
     if not latent_dims or len(hidden_units) != len(latent_dims):
         raise ValueError(
@@ -220,11 +223,13 @@ class HierarchicalEncoder(keras.Model):
         return sum(self.latent_dims)
 
     def build(self, input_shape):
+        """Builds the body for images of `input_shape`; the links between stochastic layers are built with the model."""
         if not self.body.built:
             self.body.build(input_shape)
         self.built = True
 
     def call(self, images, labels=None):
+        """q(h_1..h_M | x) for a batch of images, a `RecognitionChain`; `labels` is ignored (the hierarchy takes none)."""
         first = layer_distribution(self.latent_type, mlp(tf.cast(self.body(images), tf.float32), _dense_weights(self.first)))
         return RecognitionChain(first, [_dense_weights(link) for link in self.links], self.latent_dims, self.latent_type)
 
@@ -268,6 +273,7 @@ class HelmholtzPrior(BasePrior):
         return self.top_prior is None or self.top_prior.ready_to_build()
 
     def build(self, input_shape, num_classes=0, image_shape=None):
+        """Builds a prior on the top layer first (a `VampPrior` needs the image shape), then the chain's weights."""
         if self.top_prior is not None and not self.top_prior.built:
             self.top_prior.build((self.latent_dims[-1],), image_shape=image_shape)
         super().build(input_shape, num_classes, image_shape)
@@ -285,6 +291,7 @@ class HelmholtzPrior(BasePrior):
         ][::-1]  # top down
 
     def call(self, encoder=None, labels=None):
+        """p(h_M) p(h_{M-1}|h_M) ... p(h_1|h_2), a `GenerativeChain`; `encoder` reaches a top prior defined through it."""
         top = layer_distribution(self.latent_type, self.top) if self.top_prior is None else self.top_prior(encoder=encoder)
         return GenerativeChain(top, [_dense_weights(link) for link in self.links], self.latent_dims[::-1], self.latent_type)
 
@@ -308,9 +315,11 @@ class FirstLayer(keras.layers.Layer):
         self.units = check_count("units", units)
 
     def call(self, codes):
+        """h_1, the first `units` entries of each code: the only layer the decoder p(x|h_1) reads."""
         return codes[..., : self.units]
 
     def compute_output_shape(self, input_shape):
+        """(..., units): the shape Keras needs to build the decoder body on top of this layer."""
         return (*input_shape[:-1], self.units)
 
     def get_config(self):

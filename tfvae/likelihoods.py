@@ -40,6 +40,7 @@ class BernoulliLikelihood(keras.layers.Layer):
         super().__init__(**kwargs)
 
     def call(self, logits):  # (..., H, W, C)
+        """Independent Bernoulli pixels with these `logits` (..., H, W, C), one event over the image axes."""
         logits = tf.cast(logits, tf.float32)
         return tfd.Independent(
             LogitBernoulli(logits=logits, dtype=tf.float32),
@@ -70,6 +71,7 @@ class GaussianLikelihood(keras.layers.Layer):
         self.scale = scale
 
     def build(self, input_shape):
+        """Creates the learned σ (one for all pixels, starting at 1) when `scale="learned"`; a fixed σ needs no weight."""
         if self.scale == "learned":
             # Learned σ, shared by all pixels; starts at 1.
             self.raw_scale = self.add_weight(
@@ -79,11 +81,13 @@ class GaussianLikelihood(keras.layers.Layer):
             )
 
     def current_scale(self):
+        """σ as it is now: the fixed `scale`, or softplus of the learned weight plus a floor."""
         if self.scale == "learned":
             return tf.nn.softplus(self.raw_scale) + SCALE_FLOOR
         return tf.constant(self.scale, tf.float32)
 
     def call(self, raw):  # (..., H, W, C)
+        """N(sigmoid(raw), σ²) for each pixel, one event over the image axes."""
         mean = tf.sigmoid(tf.cast(raw, tf.float32))
         return tfd.Independent(
             tfd.Normal(loc=mean, scale=self.current_scale()),
@@ -110,11 +114,13 @@ class FeatureGaussianLikelihood(keras.layers.Layer):
         super().__init__(**kwargs)
 
     def build(self, input_shape):  # (None, *feature_shape)
+        """Creates one learned σ per feature, starting at 1, so that features the data leaves unused cost nothing."""
         self.raw_scale = self.add_weight(
             shape=tuple(input_shape[1:]), initializer=keras.initializers.Constant(UNIT_RAW_SCALE), name="raw_scale"
         )
 
     def call(self, raw):  # (..., *feature_shape)
+        """N(raw, σ²) for each feature with its learned σ, one event over the feature axes."""
         scale = tf.nn.softplus(self.raw_scale) + SCALE_FLOOR
         return tfd.Independent(tfd.Normal(loc=tf.cast(raw, tf.float32), scale=scale), reinterpreted_batch_ndims=3)
 

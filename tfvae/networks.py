@@ -43,6 +43,7 @@ def check_image_shape(image_shape):
 
 
 def check_latent_dim(latent_dim):
+    """`latent_dim` if it is a whole number from 1 to `MAX_LATENT_DIM`, else a ValueError naming it."""
     return check_count("latent_dim", latent_dim, maximum=MAX_LATENT_DIM)
 
 
@@ -54,6 +55,7 @@ def _check_units(name, units):
 
 
 def check_num_classes(num_classes, minimum=0):
+    """`num_classes` if it is a whole number from `minimum` to `MAX_CLASSES` (0: no labels), else a ValueError naming it."""
     return check_count("num_classes", num_classes, minimum=minimum, maximum=MAX_CLASSES)
 
 
@@ -110,6 +112,7 @@ class Encoder(_Network):
         return [images_shape, (None, self.num_classes)] if self.num_classes else images_shape
 
     def build(self, input_shape):
+        """Builds the body, the projection to the posterior's parameters and the posterior head for images of `input_shape`."""
         if not self.body.built:
             self.body.build(self._body_shape(input_shape))
         features_shape = self.body.compute_output_shape(self._body_shape(input_shape))
@@ -119,6 +122,8 @@ class Encoder(_Network):
         self.built = True
 
     def call(self, images, labels=None):
+        """q(z|x) (q(z|x, y) given `labels`) for a batch of images; a missing-data encoder sees the zero-filled image and
+        its mask side by side."""
         if self.missing_data:
             observed = tf.math.is_finite(images)
             images = tf.concat([tf.where(observed, images, tf.zeros_like(images)), tf.cast(observed, images.dtype)], axis=-1)
@@ -164,12 +169,14 @@ class Decoder(_Network):
         self.build((None, latent_dim))
 
     def build(self, input_shape):
+        """Builds the body for codes (beside one-hot labels when conditional) and the likelihood head for images."""
         self.body.build((None, self.latent_dim + self.num_classes))
         if not self.likelihood.built:  # a deserialized head with weights arrives built
             self.likelihood.build((None, *self.image_shape))
         self.built = True
 
     def call(self, z, labels=None):
+        """p(x|z) (p(x|z, y) given `labels`) for codes `z` (..., latent_dim), any leading sample axes kept."""
         z = tf.convert_to_tensor(z)  # float32, or the compute dtype under a mixed-precision policy
         sample_shape = tf.shape(z)[:-1]
         if self.num_classes:
@@ -201,12 +208,14 @@ class Classifier(_Network):
         self.build((None, *self.image_shape))
 
     def build(self, input_shape):
+        """Builds the body and the projection to class logits for images of `input_shape`."""
         if not self.body.built:
             self.body.build(input_shape)
         self.to_logits.build(self.body.compute_output_shape(input_shape))
         self.built = True
 
     def call(self, images):
+        """q(y|x) for a batch of images, a `tfd.Categorical` (float32 logits, under mixed precision too)."""
         return tfd.Categorical(logits=tf.cast(self.to_logits(self.body(images)), tf.float32))
 
     def get_config(self):

@@ -47,6 +47,8 @@ def check_objective(objective, gradient_estimator, num_samples):
 
 
 def reparameterizable(posterior):
+    """Whether samples of `posterior` are differentiable in its parameters (Gaussians, flows; not binary codes), as the
+    pathwise estimators need."""
     return posterior.reparameterization_type == tfd.FULLY_REPARAMETERIZED
 
 

@@ -44,6 +44,7 @@ class DiagonalGaussian(BasePosterior):
         return 2 * latent_dim
 
     def call(self, params):
+        """N(μ, diag σ²) from raw parameters [μ, s] (..., 2·latent_dim), σ = softplus(s) + a floor so it stays positive."""
         loc, raw_scale = tf.split(tf.cast(params, tf.float32), 2, axis=-1)
         return tfd.MultivariateNormalDiag(loc=loc, scale_diag=tf.nn.softplus(raw_scale) + SCALE_FLOOR)
 
@@ -61,6 +62,7 @@ class FullCovarianceGaussian(BasePosterior):
         return latent_dim + latent_dim * (latent_dim + 1) // 2
 
     def call(self, params):
+        """N(μ, LLᵀ) from raw parameters [μ, L's entries]; L's diagonal goes through softplus (plus a floor) to stay positive."""
         params = tf.cast(params, tf.float32)
         latent_dim = (math.isqrt(9 + 8 * params.shape[-1]) - 3) // 2  # params = d + d(d+1)/2
         loc, raw_tril = params[..., :latent_dim], params[..., latent_dim:]
@@ -92,6 +94,7 @@ class InverseAutoregressiveFlow(BasePosterior):
         return 2 * latent_dim + self.context_units
 
     def build(self, params_shape):
+        """Creates each step's MADE layers and context kernel; output layers start at zero, so the flow starts as identity."""
         latent_dim = (int(params_shape[-1]) - self.context_units) // 2
         self.masked = []  # every step's MADE layers, in order; the last of each step is its output layer
         self.context_kernels = []
@@ -109,6 +112,8 @@ class InverseAutoregressiveFlow(BasePosterior):
         self.built = True
 
     def call(self, params):
+        """The diagonal Gaussian of the first parameters through the flow steps, which read the context (the rest): a
+        `tfd.TransformedDistribution`."""
         params = tf.cast(params, tf.float32)
         latent_dim = (params.shape[-1] - self.context_units) // 2
         loc, raw_scale, context = tf.split(params, [latent_dim, latent_dim, self.context_units], axis=-1)

@@ -12,6 +12,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def check_precision(name):
+    """`name` if it is one of `PRECISIONS`, else a ValueError naming them."""
     if name not in PRECISIONS:
         raise ValueError(f"Unknown precision {name!r}. Expected one of {', '.join(PRECISIONS)}.")
     return name

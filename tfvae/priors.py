@@ -40,6 +40,8 @@ class BasePrior(keras.layers.Layer):
         return True
 
     def build(self, input_shape, num_classes=0, image_shape=None):
+        """Takes latent_dim from `input_shape` (latent_dim,) and creates the weights (`build_weights`); `num_classes` and
+        `image_shape` are for the priors that depend on them. A latent_dim other than the constructor's is an error."""
         latent_dim = check_count("latent_dim", int(input_shape[-1]), maximum=MAX_LATENT_DIM)
         if self.latent_dim is not None and latent_dim != self.latent_dim:
             raise ValueError(
@@ -61,6 +63,7 @@ class StandardNormal(BasePrior):
     """p(z) = N(0, I), the prior of Kingma & Welling (2013)."""
 
     def call(self, encoder=None, labels=None):
+        """N(0, I) over `latent_dim` dimensions; `encoder` and `labels`, which other priors use, are ignored."""
         return tfd.MultivariateNormalDiag(loc=tf.zeros([self.latent_dim], tf.float32))
 
 
@@ -91,6 +94,7 @@ class MixtureOfGaussians(BasePrior):
         return tf.nn.softplus(self.raw_scales) + SCALE_FLOOR
 
     def call(self, encoder=None, labels=None):
+        """The mixture with the learned weights, means and scales, a `tfd.MixtureSameFamily` of diagonal Gaussians."""
         return tfd.MixtureSameFamily(
             mixture_distribution=tfd.Categorical(logits=self.logits),
             components_distribution=tfd.MultivariateNormalDiag(loc=self.means, scale_diag=self._scales()),
@@ -122,6 +126,7 @@ class ClassConditionalNormal(MixtureOfGaussians):
         return self.num_classes is not None
 
     def build(self, input_shape, num_classes=0, image_shape=None):
+        """Takes `num_classes` from the model when the constructor had none, then creates one Gaussian per class."""
         if self.num_classes is None:
             self.num_classes = self.num_components = check_count("num_classes", num_classes, 2, MAX_CLASSES)
         elif num_classes and num_classes != self.num_classes:
@@ -131,6 +136,7 @@ class ClassConditionalNormal(MixtureOfGaussians):
         super().build(input_shape)
 
     def call(self, encoder=None, labels=None):
+        """p(z|y), each label's Gaussian (batch shape (B,)); without `labels`, the marginal p(z) over uniform classes."""
         if labels is None:
             return super().call()
         labels = tf.cast(labels, tf.int32)
@@ -162,6 +168,7 @@ class VampPrior(BasePrior):
         return self.image_shape is not None
 
     def build(self, input_shape, num_classes=0, image_shape=None):
+        """Takes the image shape (the pseudo-inputs') and `num_classes` from the model, then creates the pseudo-inputs."""
         if image_shape is not None:
             if self.image_shape is not None and tuple(image_shape) != self.image_shape:
                 raise ValueError(f"Expected the pseudo-inputs' shape to be the images' ({tuple(image_shape)}). "
@@ -180,6 +187,7 @@ class VampPrior(BasePrior):
         return tf.sigmoid(self.raw_pseudo_inputs)
 
     def call(self, encoder=None, labels=None):
+        """The equal mixture of q(z|u_k) over the pseudo-inputs u_k: `encoder` is required, since it defines the prior."""
         if encoder is None:
             raise ValueError("The VampPrior is defined through the encoder: call it as prior(encoder=vae.encoder), "
                              "or use vae.prior_distribution().")

@@ -85,6 +85,7 @@ def locked(directory, option="--output-dir", wait=False):
 
 
 def process_alive(pid):
+    """Whether process `pid` runs on this machine (one we may not signal counts): decides whether a run's lock is stale."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

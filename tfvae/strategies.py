@@ -56,6 +56,7 @@ def make_strategy(name):
 
 
 def is_multi_worker(strategy):
+    """Whether `strategy` spans several machines, where only the chief writes a run's outputs."""
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
@@ -71,6 +72,7 @@ def is_chief(strategy):
 
 
 def worker_name(strategy):
+    """This process's task in the cluster, e.g. "worker-1" ("local" outside one): names the folder of its logs and backups."""
     resolver = getattr(strategy, "cluster_resolver", None)
     return f"{resolver.task_type}-{resolver.task_id}" if resolver is not None and resolver.task_type else "local"
 
@@ -118,6 +120,7 @@ CONVOLUTIONS = (
 
 
 def has_convolutions(model):
+    """Whether `model` holds a convolution layer: XLA is off for those on CPU, where oneDNN's convolutions are faster."""
     return any(isinstance(layer, CONVOLUTIONS) for layer in model._flatten_layers())
 
 

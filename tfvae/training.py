@@ -31,6 +31,8 @@ logger = logging.getLogger("tfvae")
 
 @dataclasses.dataclass
 class RunResult:
+    """What `train` returns: the trained `model`, Keras's `history`, the final held-out `metrics` (those of
+    `metrics.json`) and the SavedModel's `export_path` (None when not exported)."""
     model: keras.Model
     history: dict
     metrics: dict

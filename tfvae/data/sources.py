@@ -74,6 +74,7 @@ class ArraySource:
         self.arrays = arrays  # {split: (images (N, H, W, C) uint8, labels (N,))}
 
     def load(self, split):
+        """(images, labels) of `split` in TFDS syntax ("train", "test[:8000]"), sliced from the arrays."""
         sizes = {name: len(images) for name, (images, _) in self.arrays.items()}
         parts = resolve_split(split, sizes)
         images = np.concatenate([self.arrays[name][0][start:stop] for name, start, stop in parts])
@@ -143,6 +144,8 @@ class TFDSSource:
         ) + (f" in {data_dir}" if data_dir else "")
 
     def load(self, split):
+        """(images, labels) of `split` from the prepared TFDS dataset, downloaded first only when `download` is set
+        (`DataUnavailable` otherwise)."""
         import tensorflow_datasets as tfds
 
         root = pathlib.Path(self.data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()

@@ -186,6 +186,8 @@ class BaseVAE(keras.Model):
         return results
 
     def train_step(self, data):
+        """One optimizer step on the loss of `compute_terms`, scaled so that the gradients summed over replicas are the
+        single-device gradient; returns the metric trackers' values."""
         with tf.GradientTape() as tape:
             terms = self.compute_terms(data, self._step_seed(), training=True)
             # Gradients are summed over replicas, so each replica's mean loss is
@@ -198,6 +200,7 @@ class BaseVAE(keras.Model):
         return self._update_trackers(terms)
 
     def test_step(self, data):
+        """The terms of `compute_terms` for a batch, into the metric trackers, without a gradient (`evaluate`, validation)."""
         return self._update_trackers(self.compute_terms(data, self._step_seed()))
 
     def _fuses_steps(self):
@@ -215,6 +218,8 @@ class BaseVAE(keras.Model):
         )
 
     def make_train_function(self, force=False):
+        """Keras's training function, or one XLA program for each execution's steps where the model fuses them
+        (`tfvae.fused_steps`: XLA on, dense networks, no distribution strategy)."""
         if self.train_function is None or force:
             if self._fuses_steps():
                 self.train_function = fused_step_function(self.train_step, self.steps_per_execution, self._tracker_results)
@@ -223,6 +228,7 @@ class BaseVAE(keras.Model):
         return self.train_function
 
     def make_test_function(self, force=False):
+        """Keras's evaluation function, or one XLA program for each execution's steps, as `make_train_function`."""
         if self.test_function is None or force:
             if self._fuses_steps():
                 self.test_function = fused_step_function(self.test_step, self.steps_per_execution, self._tracker_results)
@@ -254,6 +260,9 @@ class BaseVAE(keras.Model):
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, **kwargs):
+        """Keras's `fit` on images: NumPy arrays (integer labels as `y` for models of labels; -1 = unknown where allowed) go
+        through tfvae's gather-by-index pipeline; arrays and datasets are checked against the likelihood's support.
+        Reports `loss`, `reconstruction`, `kl` and `elbo` in nats per example."""
         self.check_data(x, y)
         validation_x, validation_y = validation_data, None
         if isinstance(validation_data, (tuple, list)):
@@ -274,6 +283,7 @@ class BaseVAE(keras.Model):
             )
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        """Keras's `evaluate` on images (and labels), checked as `fit` checks them: the held-out terms `fit` reports."""
         self.check_data(x, y)
         x = self._checked_input(x)
         if kwargs.get("sample_weight") is None:
@@ -289,6 +299,7 @@ class BaseVAE(keras.Model):
         return checked_batches(data, self.data_support, self.num_classes, self.allows_unlabeled, self.missing_data, name)
 
     def predict(self, x, *args, **kwargs):
+        """Keras's `predict` on checked images: what `call` returns, the reconstruction means."""
         self.check_data(x)
         return super().predict(x, *args, **kwargs)
 

@@ -99,6 +99,7 @@ class SemiSupervisedVAE(VAE):
         self.labeled_fraction_known = True
 
     def build(self, input_shape):
+        """Builds the classifier q(y|x), then the parts of the VAE."""
         if not self.classifier.built:
             self.classifier.build(input_shape)
         super().build(input_shape)

@@ -222,6 +222,7 @@ class VAE(BaseVAE):
         return tf.cast(tf.math.is_finite(images), tf.float32) if self.missing_data else None
 
     def build(self, input_shape):
+        """Builds whichever of the encoder, decoder and prior are not built yet (a deserialized part arrives built)."""
         # The networks build themselves from their shapes; only unbuilt parts need it.
         if not self.encoder.built:
             self.encoder.build(input_shape)

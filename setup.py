@@ -33,6 +33,18 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "scipy>=1.11"],
+        # The documentation site (mkdocs.yml, docs/) and its browser test (tests/test_docs.py, with Debian's chromium).
+        "docs": [
+            "mkdocs>=1.6,<2",
+            "mkdocs-material>=9.5,<10",
+            "mkdocstrings[python]>=1.0,<2",
+            "mkdocstrings-python>=2.0,<3",
+            "griffelib>=2.0,<3",  # imported by docs/hooks.py, as mkdocstrings-python loads the package
+            "mkdocs-click>=0.9,<1",
+            "pymdown-extensions>=10.7,<14",
+            "pyyaml>=6",
+            "selenium>=4.20,<5",
+        ],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     },
     entry_points={"console_scripts": ["tfvae = tfvae.cli.main:main"]},

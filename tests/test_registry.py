@@ -1,5 +1,5 @@
 """One registry of parts: every kind x prior x posterior across fresh processes, registration where defined,
-the README's tables, the run configuration by concern, and what a file that cannot be loaded says."""
+the docs' tables, the run configuration by concern, and what a file that cannot be loaded says."""
 
 import ast
 import json
@@ -60,7 +60,7 @@ def test_every_registered_name_loads_its_class_and_every_saveable_class_is_regis
 
 
 def registry_table(kind, column):
-    """The README's table of `kind`'s parts, as `tfvae.registry` lists them."""
+    """The docs' table of `kind`'s parts, as `tfvae.registry` lists them."""
     rows = [f"| {column} | class | what it is |", "| --- | --- | --- |"]
     for name, entry in registry.KINDS[kind].items():
         rows.append(f"| `{name}` | `{entry.public_name}` | {entry.summary.replace('|', chr(92) + '|')} |")
@@ -69,9 +69,10 @@ def registry_table(kind, column):
 
 @pytest.mark.parametrize("kind, column", [("model", "`--model`"), ("prior", "`--prior`"), ("posterior", "`--posterior`"),
                                           ("likelihood", "`--likelihood`")])
-def test_the_readme_tables_are_the_registry(kind, column):
+def test_the_docs_tables_are_the_registry(kind, column):
     table = registry_table(kind, column)
-    assert table in (REPO / "README.md").read_text(), f"README.md should hold this table:\n{table}"
+    pages = "".join(page.read_text() for page in sorted((REPO / "docs").rglob("*.md")))
+    assert table in pages, f"A page of docs/ (guides/models.md, guides/labels.md) should hold this table:\n{table}"
 
 
 def test_the_run_configuration_is_split_by_concern_and_reads_old_flat_records(tmp_path):

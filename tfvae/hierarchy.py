@@ -52,7 +52,7 @@ def params_size(latent_type, units):
 def mlp(inputs, weights):
     """An MLP from its weight tensors [(kernel, bias), ...]: tanh between layers, none on the last."""
     for index, (kernel, bias) in enumerate(weights):
-        inputs = tf.tensordot(inputs, kernel, axes=1) + bias  # any leading axes, none included
+        inputs = tf.einsum("...i,ij->...j", inputs, kernel) + bias  # any leading axes (none too), shapes kept
         if index < len(weights) - 1:
             inputs = tf.tanh(inputs)
     return inputs

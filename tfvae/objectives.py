@@ -75,7 +75,10 @@ def default_estimator(objective, posterior, num_samples):
 
 
 def _log_mean_exp(values, axis=0):
-    return tf.reduce_logsumexp(values, axis=axis) - math.log(values.shape[axis])
+    """log mean exp over `axis`, whose length may be known only at run time (TFP's broadcasting of one sample
+    against an unknown batch leaves it unknown)."""
+    count = values.shape[axis] or tf.shape(values)[axis]
+    return tf.reduce_logsumexp(values, axis=axis) - tf.math.log(tf.cast(count, values.dtype))
 
 
 def _with_gradient_of(value, surrogate):

@@ -5,6 +5,7 @@ and `tfvae.images` and `tfvae.plots` picture them, as `tfvae train` and `tfvae e
 
     python docs/make_figures.py                # writes docs/figures/*.png (a few minutes on 2 CPU cores)
     python docs/make_figures.py --epochs 1     # a quick check of the script
+    python docs/make_figures.py --only labels  # one group of figures: exploring, missing, gradients, labels
 
 Every PNG is kept small for the repository: a figure larger than `MAX_BYTES` is stored with a palette.
 """
@@ -35,6 +36,15 @@ def shrink(path):
     return path
 
 
+def enlarge(path, factor=2):
+    """Scales an image grid up by a whole `factor`, each pixel a block, so 28-pixel images read on a page."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST).save(path, optimize=True)
+    return path
+
+
 def written(path):
     print(f"  {path.relative_to(FIGURES.parent.parent)}  {path.stat().st_size / 1000:.0f} kB", flush=True)
 
@@ -48,7 +58,7 @@ def save_figure(figure, name):
 def save_grid(array, name):
     from tfvae import images
 
-    written(shrink(images.save_png(array, FIGURES / f"{name}.png", name)))
+    written(shrink(enlarge(images.save_png(array, FIGURES / f"{name}.png", name))))
 
 
 def trained(model, data, epochs, validation=None, log=None):
@@ -63,29 +73,17 @@ def trained(model, data, epochs, validation=None, log=None):
     return model
 
 
-def main(epochs, workdir):
-    import keras
-
+def exploring(data, epochs, workdir):
+    """A 2-d model for the plane, a 20-d one for samples, reconstructions, the KL per unit and completions."""
     import tfvae
     from tfvae import images, masks, plots
-    from tfvae.data import load_dataset
-    from tfvae.diagnostics import gradient_variance
-    from tfvae.evaluation import collect
 
-    keras.utils.set_random_seed(0)
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    train = load_dataset("fashion_mnist", split="train", batch_size=128, download=False)
-    labeled = load_dataset("fashion_mnist", split="train", batch_size=128, with_labels=True, download=False)
-    held_out = load_dataset("fashion_mnist", split="test", binarize="static", shuffle=False, download=False)
-    x_test, y_test = collect(load_dataset("fashion_mnist", split="test", with_labels=True, binarize="static",
-                                          shuffle=False, download=False))
-
-    # Generating and exploring: a 2-d model for the plane, a 20-d one for samples and the rest.
-    flat = trained(tfvae.VAE.for_images((28, 28, 1), latent_dim=2, seed=0), train, epochs)
+    x_test, y_test = data["x_test"], data["y_test"]
+    flat = trained(tfvae.VAE.for_images((28, 28, 1), latent_dim=2, seed=0), data["train"], epochs)
     save_figure(plots.manifold(flat, x_test[:5000], y_test[:5000], size=16), "manifold")
     save_figure(plots.latent_space(flat, x_test[:5000], y_test[:5000], CLASS_NAMES), "latent_space")
 
-    vae = trained(tfvae.VAE.for_images((28, 28, 1), latent_dim=20, seed=0), train, epochs, held_out,
+    vae = trained(tfvae.VAE.for_images((28, 28, 1), latent_dim=20, seed=0), data["train"], epochs, data["held_out"],
                   workdir / "metrics.csv")
     save_grid(images.sample_grid(vae, n=64, seed=0), "samples")
     save_grid(images.reconstruction_grid(vae, x_test[:16]), "reconstructions")
@@ -93,32 +91,78 @@ def main(epochs, workdir):
     save_figure(plots.kl_per_dimension(vae, x_test), "kl_per_dimension")
     save_figure(plots.training_curves(workdir / "metrics.csv"), "training_curves")
 
-    # Completion: the top half hidden, the mean completion and three drawn ones.
+    # The top half hidden: the mean completion and three drawn ones.
     observed = masks.make("top_half", (28, 28, 1))
     shown = x_test[:6]
     completed = vae.complete(shown, observed, method="metropolis_within_gibbs", num_samples=1000, seed=0).numpy()
     drawn = vae.complete(shown, observed, method="metropolis_within_gibbs", num_samples=1000, draws=3, seed=0).numpy()
-    written(shrink(images.save_completions(FIGURES / "completions.png", shown, observed, completed, drawn)))
+    written(shrink(enlarge(images.save_completions(FIGURES / "completions.png", shown, observed, completed,
+                                                            drawn))))
 
-    # Trained on incomplete data: half of every training image's pixels missing.
-    missing = load_dataset("fashion_mnist", split="train", batch_size=128, missing="random:0.5", download=False)
-    incomplete = trained(tfvae.VAE.for_images((28, 28, 1), latent_dim=20, missing_data=True, seed=0), missing, epochs)
+
+def missing(data, epochs, workdir):
+    """A model trained with half of every training image's pixels missing, completing held-out images."""
+    import tfvae
+    from tfvae import images, masks
+    from tfvae.data import load_dataset
+
+    holes = load_dataset("fashion_mnist", split="train", batch_size=128, missing="random:0.5", download=False)
+    incomplete = trained(tfvae.VAE.for_images((28, 28, 1), latent_dim=20, missing_data=True, seed=0), holes, epochs)
     observed = masks.make("random:0.5", (28, 28, 1), seed=0)
+    shown = data["x_test"][:6]
     completed = incomplete.complete(shown, observed, seed=0).numpy()
-    written(shrink(images.save_completions(FIGURES / "completions_missing.png", shown, observed, completed)))
+    written(shrink(enlarge(images.save_completions(FIGURES / "completions_missing.png", shown, observed,
+                                                            completed))))
 
-    # Gradient variance of the four estimators on an IWAE (K = 5) model.
-    iwae = trained(tfvae.VAE.for_images((28, 28, 1), latent_dim=20, objective="iwae", num_samples=5, seed=0), train,
-                   max(1, epochs // 2))
-    results = gradient_variance(iwae, x_test[:32], ("reparameterization", "score_function", "doubly_reparameterized",
-                                                    "vimco"), num_draws=100, seed=0)
+
+def gradients(data, epochs, workdir):
+    """The gradient variance of the four estimators on an IWAE (K = 5) model, trained half the epochs."""
+    import tfvae
+    from tfvae import plots
+    from tfvae.diagnostics import gradient_variance
+
+    iwae = trained(tfvae.VAE.for_images((28, 28, 1), latent_dim=20, objective="iwae", num_samples=5, seed=0),
+                   data["train"], max(1, epochs // 2))
+    results = gradient_variance(iwae, data["x_test"][:32], ("reparameterization", "score_function",
+                                                            "doubly_reparameterized", "vimco"), num_draws=100, seed=0)
+    for estimator, row in results.items():
+        print(f"  {estimator:24} encoder variance {row['encoder_variance']:.4g}  decoder variance "
+              f"{row['decoder_variance']:.4g}")
     save_figure(plots.gradient_variance_chart(results, "Gradient variance, iwae with K=5 (Fashion-MNIST, 32 images)"),
                 "gradient_variance")
 
-    # Labels: a conditional model's samples, one row per class.
-    cvae = trained(tfvae.ConditionalVAE.for_images((28, 28, 1), num_classes=10, seed=0), labeled, epochs)
+
+def labels(data, epochs, workdir):
+    """A conditional model's samples, one row per class."""
+    import tfvae
+    from tfvae import images
+
+    cvae = trained(tfvae.ConditionalVAE.for_images((28, 28, 1), num_classes=10, seed=0), data["labeled"], epochs)
     save_grid(images.sample_grid(cvae, n=100, seed=0), "conditional_samples")
 
+
+GROUPS = {"exploring": exploring, "missing": missing, "gradients": gradients, "labels": labels}
+
+
+def main(epochs, workdir, groups=tuple(GROUPS)):
+    import keras
+
+    from tfvae.data import load_dataset
+    from tfvae.evaluation import collect
+
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    x_test, y_test = collect(load_dataset("fashion_mnist", split="test", with_labels=True, binarize="static",
+                                          shuffle=False, download=False))
+    data = {
+        "train": load_dataset("fashion_mnist", split="train", batch_size=128, download=False),
+        "labeled": load_dataset("fashion_mnist", split="train", batch_size=128, with_labels=True, download=False),
+        "held_out": load_dataset("fashion_mnist", split="test", binarize="static", shuffle=False, download=False),
+        "x_test": x_test,
+        "y_test": y_test,
+    }
+    for group in groups:
+        keras.utils.set_random_seed(0)  # each group's figures the same whichever others run
+        GROUPS[group](data, epochs, workdir)
     total = sum(path.stat().st_size for path in FIGURES.glob("*.png"))
     print(f"{len(list(FIGURES.glob('*.png')))} figures, {total / 1000:.0f} kB in {FIGURES}")
 
@@ -128,6 +172,7 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="epochs of each model (the IWAE model trains half)")
+    parser.add_argument("--only", nargs="+", choices=list(GROUPS), default=list(GROUPS), help="these groups of figures")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
-        main(arguments.epochs, pathlib.Path(workdir))
+        main(arguments.epochs, pathlib.Path(workdir), arguments.only)

@@ -1,7 +1,7 @@
 """Every part tfvae builds by name, and where each is defined: model kinds, priors, posteriors, likelihoods, networks.
 
 This is the one list that `tfvae.load_model`, the command line's choices (`tfvae train --model/--prior/--posterior/
---likelihood/--architecture`), `tfvae.names` and the README's model table read. It is pure Python, so the command
+--likelihood/--architecture`), `tfvae.names` and the docs' tables of parts read. It is pure Python, so the command
 line lists the choices without importing TensorFlow. A new part is a class in its module plus one entry here; each
 class registers itself with Keras where it is defined (`keras.saving.register_keras_serializable`).
 """

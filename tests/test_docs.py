@@ -412,9 +412,9 @@ def test_the_search_box_finds_complete(served, browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
     open_page(browser, served)
-    browser.find_element(By.CSS_SELECTOR, "label[for='__search']").click()
     field = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, "input.md-search__input"))
     WebDriverWait(browser, 10).until(lambda d: field.is_displayed())
+    field.click()
     field.send_keys("complete")
     results = WebDriverWait(browser, 60).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, ".md-search-result__item") or None)

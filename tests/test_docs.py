@@ -319,7 +319,8 @@ def site(tmp_path_factory):
     """The site built with `mkdocs build --strict` into a temporary folder."""
     folder = tmp_path_factory.mktemp("site")
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(folder)], cwd=REPO,
-                            env={**os.environ, "NO_MKDOCS_2_WARNING": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}, text=True,
+                            env={**os.environ, "NO_MKDOCS_2_WARNING": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+                                 "PYTHONSAFEPATH": "1"}, text=True,
                             capture_output=True, check=False, timeout=900)
     assert result.returncode == 0, result.stderr[-5000:]
     return folder

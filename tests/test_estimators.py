@@ -179,14 +179,16 @@ def test_bad_objective_settings(options, message):
         tfvae.VAE.for_images((6, 5, 1), latent_dim=3, **options)
 
 
-def test_a_non_reparameterizable_posterior_needs_a_score_function_estimator():
+def test_a_non_reparameterizable_posterior_gets_a_score_function_estimator_and_refuses_a_pathwise_one():
     def make(**options):
         encoder = Encoder((6, 5, 1), 3, keras.Sequential([keras.Input((6, 5, 1)), keras.layers.Flatten()]), BernoulliLatents())
         return tfvae.VAE(encoder, tfvae.networks.mlp_decoder((6, 5, 1), 3), **options)
 
     with pytest.raises(ValueError, match="is not reparameterizable.*gradient_estimator='score_function'"):
-        make(objective="iwae", num_samples=4)
-    assert make(objective="iwae", num_samples=4, gradient_estimator="vimco").gradient_estimator == "vimco"
+        make(objective="iwae", num_samples=4, gradient_estimator="reparameterization")
+    assert make(objective="iwae", num_samples=4).gradient_estimator == "vimco"
+    assert make(objective="elbo").gradient_estimator == "score_function"
+    assert make(objective="iwae", num_samples=4, gradient_estimator="score_function").gradient_estimator == "score_function"
     assert tfvae.VAE.for_images((6, 5, 1), latent_dim=3, gradient_estimator=tfp.vi.GradientEstimators.SCORE_FUNCTION
                                 ).gradient_estimator == "score_function"
 

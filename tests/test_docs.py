@@ -1,7 +1,7 @@
 """The documentation: README.md and the site's pages in docs/.
 
 Every Python block runs: a page's blocks in order, in one fresh process per page, trainings shortened to one
-epoch. A block that cannot run says why in a visible `<!-- not run by the tests: REASON -->` line above it, and
+epoch on the first 2,000 training images, evaluations to the first 500 test images. A block that cannot run says why in a visible `<!-- not run by the tests: REASON -->` line above it, and
 `NOT_RUN` lists every such reason, so none is skipped silently. Every `tfvae` command of a shell block parses
 against the real command line, in an order that works. The site builds with `mkdocs build --strict` (which
 fails on a broken link, a page left out of the nav, or a public name without a docstring: docs/hooks.py) and
@@ -33,8 +33,9 @@ NOTE = "<!-- not run by the tests: "
 NOT_RUN = {
     "docs/guides/serving.md": [("python", "it needs a TF Serving server")] * 3,
 }
-# The tests run every block as written but for its epochs: each `epochs=N` trains one epoch here.
-SHORTER = (re.compile(r"\bepochs=\d+"), "epochs=1")
+# The tests run every block as written but for its sizes: one epoch on 2,000 training images, 500 test images.
+SHORTER = [(re.compile(r"\bepochs=\d+"), "epochs=1"), (re.compile(r'\bsplit="train"'), 'split="train[:2000]"'),
+           (re.compile(r'\bsplit="test"'), 'split="test[:500]"')]
 LANGUAGES = {"python", "bash", "text", "json"}
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`]*)$")
 # What some pages' examples write, checked after they ran.
@@ -126,9 +127,14 @@ print("all blocks ran", flush=True)
 
 
 def runnable(page):
-    """[(line, code)] of the page's Python blocks that are run, epochs shortened."""
-    pattern, replacement = SHORTER
-    return [(b.line, pattern.sub(replacement, b.code)) for b in blocks(page) if b.language == "python" and not b.reason]
+    """[(line, code)] of the page's Python blocks that are run, shortened."""
+    return [(b.line, shortened(b.code)) for b in blocks(page) if b.language == "python" and not b.reason]
+
+
+def shortened(code):
+    for pattern, replacement in SHORTER:
+        code = pattern.sub(replacement, code)
+    return code
 
 
 RUN_PAGES = [name(page) for page in PAGES if runnable(page)]

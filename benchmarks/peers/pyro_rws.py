@@ -57,6 +57,7 @@ import time
 
 import numpy as np
 import torch
+from binary_images import load_binary_images
 from torch import nn
 
 PIXELS = 784
@@ -106,14 +107,9 @@ def parse_args(argv=None):
     return args
 
 
-def load_binary_images(path):
-    """(N, 28, 28, 1) 0/1 float32 as saved by tfvae's side -> (N, 784) float32."""
-    images = np.load(path)
-    if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
-        raise SystemExit(f"{path}: expected shape (N, 28, 28, 1), got {images.shape}")
-    if not np.all((images == 0) | (images == 1)):
-        raise SystemExit(f"{path}: expected binarized images (every value 0 or 1)")
-    return np.ascontiguousarray(images.astype(np.float32).reshape(len(images), -1))
+def flat(images):
+    """(N, 28, 28, 1) -> (N, 784), the belief network's visible units."""
+    return np.ascontiguousarray(images.reshape(len(images), -1))
 
 
 def dense(inputs, units):
@@ -247,8 +243,8 @@ def main(argv=None):
     from pyro.infer import SVI, ReweightedWakeSleep
     from pyro.optim import Adam
 
-    train = torch.from_numpy(load_binary_images(args.train))
-    test = load_binary_images(args.test)
+    train = torch.from_numpy(flat(load_binary_images(args.train)))
+    test = flat(load_binary_images(args.test))
     if args.nll_examples is not None:
         test = test[: args.nll_examples]
     test = torch.from_numpy(test)

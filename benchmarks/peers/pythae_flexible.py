@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 import torch
+from binary_images import load_binary_images
 from torch import nn
 
 SCALE_FLOOR = 1e-5  # tfvae's floor on softplus scales (tfvae.distributions.SCALE_FLOOR)
@@ -74,14 +75,9 @@ def parse_args(argv=None):
     return args
 
 
-def load_binary_images(path):
-    """(N, 28, 28, 1) 0/1 float32 as saved by tfvae's side -> (N, 1, 28, 28) float32, pythae's channels-first."""
-    images = np.load(path)
-    if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
-        raise SystemExit(f"{path}: expected shape (N, 28, 28, 1), got {images.shape}")
-    if not np.all((images == 0) | (images == 1)):
-        raise SystemExit(f"{path}: expected binarized images (every value 0 or 1)")
-    return np.ascontiguousarray(images.astype(np.float32).transpose(0, 3, 1, 2))
+def channels_first(images):
+    """(N, 28, 28, 1) -> (N, 1, 28, 28), pythae's layout."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
 
 
 def build_model(args):
@@ -192,8 +188,8 @@ def main(argv=None):
     except RuntimeError:
         pass
 
-    train = load_binary_images(args.train)
-    test = load_binary_images(args.test)
+    train = channels_first(load_binary_images(args.train))
+    test = channels_first(load_binary_images(args.test))
     if args.nll_examples is not None:
         test = test[: args.nll_examples]
     test = torch.from_numpy(test)

@@ -142,7 +142,12 @@ def test_float_npz_images_with_nan_load_as_missing_pixels(tmp_path):
 
 def test_cli_refuses_a_missing_option_it_cannot_use(tmp_path):
     for extra, message in ((["--missing", "top_half"], "--missing 'top_half'"),
-                           (["--missing", "random:0.5", "--model", "semi-supervised"], "a classifier q(y|x) needs whole images")):
+                           (["--missing", "random:0.5", "--model", "semi-supervised"],
+                            "--missing applies to --model vae or conditional, not to --model semi-supervised"),
+                           (["--missing", "random:0.5", "--model", "hierarchical"],
+                            "--missing applies to --model vae or conditional, not to --model hierarchical"),
+                           (["--architecture", "conv", "--model", "hierarchical"],
+                            "--architecture applies to --model vae or conditional or semi-supervised or m2, not to --model hierarchical")):
         result = invoke_cli("train", *MNIST_CLI, "--output-dir", tmp_path / "run", *extra)
         assert result.exit_code != 0 and message in result.output, result.output
         assert "Traceback" not in result.output

@@ -111,7 +111,8 @@ PRETRAINS_VAE = ("semi-supervised",)
 ONE_LAYER = tuple(kind for kind in registry.MODELS if kind != "hierarchical")
 KIND_SETTINGS = {"alpha": FEW_LABELS, "bound_weighting": FEW_LABELS, "labeled_examples": FEW_LABELS,
                  "m1_epochs": PRETRAINS_VAE, "latent_dims": ("hierarchical",), "latent_type": ("hierarchical",),
-                 "latent_dim": ONE_LAYER, "posterior": ONE_LAYER}
+                 "latent_dim": ONE_LAYER, "posterior": ONE_LAYER, "architecture": ONE_LAYER,
+                 "missing": ("vae", "conditional")}  # a classifier q(y|x) and a Helmholtz chain need whole images
 
 
 def check_applies(model, names):
@@ -239,8 +240,8 @@ class RunConfig:
         ):
             names.check_choice(name, value, choices)
         names.check_objective(model.objective, model.gradient_estimator, model.num_samples)
-        few_labels = model.model in FEW_LABELS
-        changed = [name for name in KIND_SETTINGS if self.flat()[name] != default(name)]
+        flat = self.flat()
+        changed = [name for name in KIND_SETTINGS if flat[name] != default(name)]
         check_applies(model.model, changed)
         if data.labeled_examples is not None and (
                 isinstance(data.labeled_examples, bool) or not isinstance(data.labeled_examples, int)
@@ -253,8 +254,6 @@ class RunConfig:
                 missing_probability(data.missing)
             except ValueError as error:
                 raise RunError(str(error).replace("missing=", "--missing ")) from None
-            if few_labels:
-                raise RunError("--missing applies to --model vae or conditional: a classifier q(y|x) needs whole images.")
 
 
 def read_run_config(path):

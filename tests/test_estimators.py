@@ -193,6 +193,19 @@ def test_a_non_reparameterizable_posterior_gets_a_score_function_estimator_and_r
                                 ).gradient_estimator == "score_function"
 
 
+def test_gradient_variance_measures_only_the_estimators_that_apply_and_asks_wake_sleep_models_for_a_bound():
+    encoder = Encoder((6, 5, 1), 3, keras.Sequential([keras.Input((6, 5, 1)), keras.layers.Flatten()]), BernoulliLatents())
+    binary = tfvae.VAE(encoder, tfvae.networks.mlp_decoder((6, 5, 1), 3), objective="iwae", num_samples=4)
+    images = (np.random.default_rng(0).random((8, 6, 5, 1)) < 0.5).astype(np.float32)
+    assert set(gradient_variance(binary, images, num_draws=3, seed=0)) == {"score_function", "vimco"}
+    with pytest.raises(ValueError, match="is not reparameterizable"):
+        gradient_variance(binary, images, ("reparameterization",), num_draws=3)
+    wake_sleep = tfvae.VAE.for_images((6, 5, 1), latent_dim=3, objective="reweighted_wake_sleep", num_samples=4)
+    with pytest.raises(ValueError, match="--objective on the command line"):
+        gradient_variance(wake_sleep, images, num_draws=3)
+    assert set(gradient_variance(wake_sleep, images, num_draws=3, objective="iwae")) == set(names.OBJECTIVES["iwae"])
+
+
 # On a trained Fashion-MNIST model: the evidence -------------------------------------------------
 
 

@@ -9,7 +9,7 @@ This is the evidence behind the reparameterization trick (Kingma & Welling
 import numpy as np
 import tensorflow as tf
 
-from tfvae import objectives
+from tfvae import names, objectives
 
 
 def _flat(gradients):
@@ -25,8 +25,8 @@ def _score_baseline(vae, images, labels, seed, objective, num_samples):
     return tf.reduce_mean(terms["signal"])
 
 
-def gradient_variance(vae, images, gradient_estimators=("reparameterization", "score_function"), num_draws=100,
-                      seed=None, objective=None, num_samples=None, labels=None):
+def gradient_variance(vae, images, gradient_estimators=None, num_draws=100, seed=None, objective=None, num_samples=None,
+                      labels=None):
     """{estimator: {"encoder_variance", "decoder_variance", "encoder_snr", "decoder_snr"}} for one minibatch `images`.
 
     `*_variance` is the per-parameter variance of the minibatch gradient across
@@ -34,8 +34,10 @@ def gradient_variance(vae, images, gradient_estimators=("reparameterization", "s
     over parameters of |mean| / std, leaving out parameters whose gradient is
     the same in every draw: exactly zero (weights of pixels that are zero in every
     image), or rounded to one value (16-bit gradients under mixed precision).
-    `objective` and `num_samples` default to the model's own; models of labels
-    take `labels` and are measured on the bound given them. The score-function
+    `gradient_estimators` defaults to every estimator of the objective that applies
+    to the model's posterior (no pathwise one for binary codes). `objective` and
+    `num_samples` default to the model's own; models of labels take `labels` and
+    are measured on the bound given them. The score-function
     estimator uses the model's running-mean baseline when it trained with one,
     otherwise the mean learning signal.
     """
@@ -44,11 +46,17 @@ def gradient_variance(vae, images, gradient_estimators=("reparameterization", "s
     if objective not in ("elbo", "iwae"):
         raise ValueError(
             f"Gradient variance compares the estimators of the ELBO and IWAE bounds; objective={objective!r} has "
-            "gradients of its own. Pass objective='iwae' (or 'elbo') to measure them on this model."
+            "gradients of its own. Pass objective='iwae' (or 'elbo'; --objective on the command line) to measure "
+            "the bounds' estimators on this model."
         )
-    objectives.check_objective(objective, "reparameterization", num_samples)
     images = tf.convert_to_tensor(np.asarray(images, np.float32))
     labels = vae._checked_labels(labels, len(images))
+    posterior = vae._posterior(images, labels)
+    if gradient_estimators is None:
+        gradient_estimators = [name for name in names.OBJECTIVES[objective]
+                               if name not in objectives.PATHWISE or objectives.reparameterizable(posterior)]
+    for estimator in gradient_estimators:  # every one checked before the first is measured
+        objectives.check_reparameterizable(posterior, objectives.check_objective(objective, estimator, num_samples)[1])
     base_seed = tf.constant([0 if seed is None else int(seed), 0], tf.int32)
     groups = {"encoder": vae.encoder.trainable_variables, "decoder": vae.decoder.trainable_variables}
     results = {}

@@ -323,8 +323,11 @@ def test_cli_semi_supervised_trains_m1_then_m2_resumes_and_serves(tmp_path):
     model = tfvae.load_model(run)
     assert isinstance(model, tfvae.StackedSemiSupervisedVAE) and not model.m1.trainable
 
+    m1_files = {path: path.stat().st_mtime_ns for path in (run / "m1").rglob("*") if path.is_file()}
     result = invoke_cli(*options, "--epochs", "2", "--resume")  # M1 is finished: M2 continues from its checkpoint
     assert result.exit_code == 0, result.output
+    assert "M1+M2, stage 1" not in result.output  # M1 is in M2's checkpoint: not loaded, trained or evaluated again
+    assert {path: path.stat().st_mtime_ns for path in (run / "m1").rglob("*") if path.is_file()} == m1_files
     assert sorted(p.name for p in (run / "checkpoints").glob("epoch-*.keras")) == ["epoch-0001.keras", "epoch-0002.keras"]
     served = tf.saved_model.load(str(export_dir / "2"))
     probabilities = served.signatures["classify"](images=tf.zeros((3, *SHAPE)))["probabilities"].numpy()

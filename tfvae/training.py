@@ -176,19 +176,20 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
         raise RunError(
             f"{output_dir} already holds a run. Continue it with --resume, or choose another --output-dir."
         )
-    trained_parts = {}
-    if registry.lookup("model", config.model.model).pretrains_image_model:
-        trained_parts["m1"] = _train_image_model(config, output_dir, verbose)
-    train_data, info, eval_data, missing_data = _load_data(config)
+    train_data, info, eval_data, missing_data = _load_data(config)  # the data's problems before any training
     execution = config.execution
     with strategy.scope(), precision.precision(execution.precision):
         latest = checkpoints.load_latest(checkpoint_dir) if resume else None
-        if latest is not None:
-            model, initial_epoch = latest
-            model.configure_execution(execution.jit_compile, execution.steps_per_execution)
-        else:
+    if latest is not None:  # a checkpoint holds the whole model, M1 of M1+M2 included
+        model, initial_epoch = latest
+        model.configure_execution(execution.jit_compile, execution.steps_per_execution)
+    else:
+        trained_parts = {}
+        if registry.lookup("model", config.model.model).pretrains_image_model:
+            trained_parts["m1"] = _train_image_model(config, output_dir, verbose)
+        with strategy.scope(), precision.precision(execution.precision):
             model = build_model(config, info, missing_data, **trained_parts)
-            initial_epoch = 0
+        initial_epoch = 0
     # What the run does, as fit will fit it: no more steps per execution than an epoch has.
     steps_per_epoch = int(train_data.cardinality())
     if 0 < steps_per_epoch < execution.steps_per_execution:

@@ -213,4 +213,4 @@ def checked_batches(dataset, support, num_classes=0, allow_unlabeled=False, allo
         with tf.control_dependencies(checks):
             return tf.nest.map_structure(tf.identity, batch)
 
-    return dataset.enumerate().map(check)
+    return dataset.enumerate().map(check).prefetch(tf.data.AUTOTUNE)  # checked ahead, beside the training step

@@ -53,15 +53,3 @@ def invoke_cli(*args):
     from tfvae.cli.main import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def fresh_keras_session_per_module():
-    """The suite runs in one process: each module's models, graphs and compiled functions are freed after it."""
-    yield
-    import gc
-
-    import keras
-
-    keras.backend.clear_session(free_memory=True)
-    gc.collect()

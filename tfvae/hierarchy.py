@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import names
-from tfvae.distributions import RANDOM_ALGORITHM, SCALE_FLOOR, sample, stopped
+from tfvae.distributions import RANDOM_ALGORITHM, SCALE_FLOOR, UNIT_RAW_SCALE, sample, stopped
 from tfvae.limits import MAX_LATENT_DIM, check_count
 from tfvae.names import check_choice
 from tfvae.priors import BasePrior
@@ -281,7 +281,7 @@ class HelmholtzPrior(BasePrior):
     def build_weights(self):
         top = self.latent_dims[-1]
         if self.top_prior is None:
-            initial = [0.0] * top + [0.5413] * top if self.latent_type == "gaussian" else [0.0] * top  # N(0, I), Bernoulli(½)
+            initial = [0.0] * top + [UNIT_RAW_SCALE] * top if self.latent_type == "gaussian" else [0.0] * top  # N(0, I), Bernoulli(½)
             self.top = self.add_weight(shape=(len(initial),), initializer=keras.initializers.Constant(initial),
                                        name="top", trainable=self.latent_type == "bernoulli")
         self.links = [

@@ -114,7 +114,7 @@ class SemiSupervisedVAE(VAE):
 
     def _label_posterior(self, images, per_class):
         """q(y|x): an unknown label is summed out under the classifier, as M2's unlabeled bound does."""
-        return self.classifier(images)
+        return self._class_posterior(images)
 
     def compute_terms(self, data, seed, training=False):
         images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -491,17 +491,17 @@ class VAE(BaseVAE):
         return result if draws is None else tf.transpose(result, [1, 0, 2, 3, 4])
 
     def _each_label(self, count):
-        """(class, labels for `count` examples all of that class) for every class of a model of labels."""
-        return [(c, np.full(count, c, np.int32)) for c in range(self.num_classes)]
+        """For every class of a model of labels, the labels of `count` examples all of that class."""
+        return [np.full(count, c, np.int32) for c in range(self.num_classes)]
 
     def _complete_over_labels(self, arrays, method, num_samples, draws, seed, batch_size):
         """`complete` for a model of labels with the label unknown: the mixture over classes."""
         images, mask = arrays
         observed = np.stack([self._log_likelihoods(images, mask, labels, num_samples, batch_size, seed)["observed"]
-                             for _, labels in self._each_label(len(images))], axis=1)  # (N, C): log p(x_o | y)
+                             for labels in self._each_label(len(images))], axis=1)  # (N, C): log p(x_o | y)
         weights = tf.nn.softmax(observed, axis=1).numpy()  # p(y | x_o), p(y) uniform
         per_class = np.stack([self.complete(images, mask, method, num_samples, draws, seed, batch_size, labels).numpy()
-                              for _, labels in self._each_label(len(images))], axis=-5)  # (C, N, ...) or (M, C, N, ...)
+                              for labels in self._each_label(len(images))], axis=-5)  # (C, N, ...) or (M, C, N, ...)
         if draws is None:  # observed pixels are as given, not a weighted sum of copies of them
             return tf.constant(np.where(mask > 0, images, np.einsum("nc,cn...->n...", weights, per_class)))
         rng = np.random.default_rng(self._seed(seed).numpy())
@@ -541,7 +541,7 @@ class VAE(BaseVAE):
             both = self._log_likelihoods(images, mask, given[0] if given else None, num_samples, batch_size, seed)
             return both["full"] - both["observed"]
         each = [self._log_likelihoods(images, mask, labels, num_samples, batch_size, seed)
-                for _, labels in self._each_label(len(images))]
+                for labels in self._each_label(len(images))]
         total = lambda key: tf.reduce_logsumexp(tf.stack([both[key] for both in each]), axis=0)
         return total("full") - total("observed")
 

@@ -23,7 +23,7 @@ def names_tests(argument):
 
 
 def main(arguments):
-    pytest = [sys.executable, "-m", "pytest"]
+    pytest = [sys.executable, "-P", "-m", "pytest"]  # -P: the installed package, not the source folder beside
     if any(names_tests(argument) for argument in arguments):
         return subprocess.call([*pytest, *arguments])
     failed, started = [], time.monotonic()

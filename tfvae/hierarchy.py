@@ -50,12 +50,17 @@ def params_size(latent_type, units):
 
 
 def mlp(inputs, weights):
-    """An MLP from its weight tensors [(kernel, bias), ...]: tanh between layers, none on the last."""
+    """An MLP from its weight tensors [(kernel, bias), ...]: tanh between layers, none on the last. Inputs with any
+    leading axes (none too) go through as one matrix: XLA's CPU gradient of a batched einsum is ~30x slower."""
+    leading = inputs.shape[:-1]
+    outputs = tf.reshape(inputs, [-1, inputs.shape[-1]])
     for index, (kernel, bias) in enumerate(weights):
-        inputs = tf.einsum("...i,ij->...j", inputs, kernel) + bias  # any leading axes (none too), shapes kept
+        outputs = tf.matmul(outputs, kernel) + bias
         if index < len(weights) - 1:
-            inputs = tf.tanh(inputs)
-    return inputs
+            outputs = tf.tanh(outputs)
+    units = kernel.shape[-1]
+    outputs = tf.reshape(outputs, tf.concat([tf.shape(inputs)[:-1], [units]], axis=0))
+    return tf.ensure_shape(outputs, leading.concatenate([units]))
 
 
 def _draw(distribution, seed):

@@ -38,7 +38,10 @@ def test_every_kind_prior_and_posterior_saves_reloads_evaluates_completes_and_se
     loaded = run_step("load", tmp_path, MNIST_DIR)  # a fresh one loads (Keras and tfvae), evaluates, completes, resumes
     served = run_step("serve", tmp_path)  # a third, that cannot import tfvae or TFP, calls every signature
     expected = {name for name, _ in every_part.combinations()}
-    assert set(loaded) == set(served) == expected and len(expected) == 20
+    assert set(loaded) == set(served) == expected and len(expected) == 37  # 3 kinds x 4 priors x 3 posteriors - 3, + 4
+    assert {prior for name in expected for prior in registry.PRIORS if f"-{prior}-" in name} == set(registry.PRIORS)
+    assert {posterior for name in expected for posterior in registry.POSTERIORS if name.endswith(posterior)} == set(
+        registry.POSTERIORS)
     assert all(-800 < elbo < 0 for elbo in loaded.values()), loaded
     assert served["m2-mixture-full_covariance"][0] == "classify" and "classify" in served["semi-supervised"]
 

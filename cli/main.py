@@ -13,9 +13,10 @@ from click.core import ParameterSource
 
 from tfvae import registry
 from tfvae._version import __version__
-from tfvae.config import STRATEGIES, default
+from tfvae.config import default
 from tfvae.limits import MAX_GRID_IMAGES, MAX_LATENT_DIM
 from tfvae.names import (
+    BINARIZATIONS,
     BOUND_WEIGHTINGS,
     COMPLETION_METHODS,
     GRADIENT_ESTIMATORS,
@@ -24,6 +25,7 @@ from tfvae.names import (
     MASKS,
     OBJECTIVES,
     RECOGNITION_UPDATES,
+    STRATEGIES,
 )
 from tfvae.precision import PRECISIONS
 
@@ -178,7 +180,7 @@ def _choice(kind):
               help="Train on incomplete data: hide each training pixel with probability P (NaN pixels in an .npz count too).")
 @click.option("--train-split", default=default("train_split"), help="TFDS split syntax, e.g. 'train[:90%]'.")
 @click.option("--eval-split", default=default("eval_split"), help="Held-out split for validation and final metrics.")
-@click.option("--binarize", type=click.Choice(["dynamic", "static", "none"]), default=default("binarize"),
+@click.option("--binarize", type=click.Choice([name or "none" for name in BINARIZATIONS]), default=default("binarize"),
               show_default=_default_text("binarize"),
               help="Pixel binarization of the training data (evaluation uses a fixed seed).")
 @click.option("--architecture", type=_choice("architecture"), default=default("architecture"),

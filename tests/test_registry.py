@@ -17,8 +17,9 @@ import pytest
 from conftest import MNIST_DIR, REPO
 
 import tfvae
-from tfvae import registry
+from tfvae import names, registry, strategies
 from tfvae.config import SECTIONS, RunConfig, default, read_run_config
+from tfvae.data import pipeline
 from tfvae.errors import RunError, UnloadableModel
 
 EVERY_PART = pathlib.Path(every_part.__file__)
@@ -113,6 +114,11 @@ def test_the_command_line_takes_its_defaults_and_choices_from_the_library():
     assert options["latent_dims"].get_default(click.Context(train)) == ",".join(map(str, default("latent_dims")))
     for kind in ("model", "prior", "posterior", "likelihood", "architecture"):
         assert list(options[kind].type.choices) == list(registry.KINDS[kind]), kind
+    assert tuple(options["strategy"].type.choices) == names.STRATEGIES == tuple(strategies.STRATEGIES)  # each one built
+    assert tuple(options["binarize"].type.choices) == ("dynamic", "static", "none")
+    for binarize in names.BINARIZATIONS:  # every name the configuration accepts, the data pipeline accepts
+        RunConfig.from_flat(binarize=binarize).validate()
+        pipeline.make_pipeline(np.zeros((2, 3, 3, 1), np.uint8), np.zeros(2, np.int64), batch_size=2, binarize=binarize)
 
 
 def test_a_whole_file_that_cannot_be_loaded_says_why(tmp_path):

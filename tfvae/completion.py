@@ -142,15 +142,22 @@ def markov_chain(images, observed, encode, decode, prior, seed, num_samples, met
     return mean, (states if draws else None)
 
 
+def observed_log_likelihood(images, observed, encode, decode, prior, seed, num_samples, chunk_size, iwae_bound,
+                            marks_missing=False):
+    """log p(x_o), importance-sampled with `num_samples` draws from the proposal `_proposal`, scoring the observed
+    pixels only: the missing pixels of `images` may hold anything."""
+    return iwae_bound(images, _proposal(images, observed, encode, decode, marks_missing), decode, prior, seed,
+                      num_samples, chunk_size, observed=observed)
+
+
 def log_likelihoods(images, observed, encode, decode, prior, seed, num_samples, chunk_size, iwae_bound,
                     marks_missing=False):
     """(log p(x), log p(x_o)), each importance-sampled with `num_samples` draws; their difference is log p(x_m | x_o).
 
-    `iwae_bound` is `tfvae.objectives.iwae_bound`; log p(x_o) uses the importance proposal
-    (`_proposal`) and the likelihood of the observed pixels only.
+    `iwae_bound` is `tfvae.objectives.iwae_bound`; log p(x_o) is `observed_log_likelihood`.
     """
     full_seed, observed_seed = _seeds(seed, 2)
     log_px = iwae_bound(images, encode(images), decode, prior, full_seed, num_samples, chunk_size)
-    log_pxo = iwae_bound(images, _proposal(images, observed, encode, decode, marks_missing), decode, prior, observed_seed,
-                         num_samples, chunk_size, observed=observed)
+    log_pxo = observed_log_likelihood(images, observed, encode, decode, prior, observed_seed, num_samples, chunk_size,
+                                      iwae_bound, marks_missing)
     return log_px, log_pxo

@@ -13,9 +13,6 @@ from tfvae import names, registry
 from tfvae.errors import RunError
 from tfvae.precision import PRECISIONS
 
-BINARIZATIONS = ("dynamic", "static", None)  # None keeps grey levels
-STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")
-
 
 @dataclasses.dataclass
 class DataConfig:
@@ -236,7 +233,7 @@ class RunConfig:
             ("bound_weighting", model.bound_weighting, names.BOUND_WEIGHTINGS), ("precision", execution.precision, PRECISIONS),
             ("recognition_update", model.recognition_update, names.RECOGNITION_UPDATES),
             ("latent_type", model.latent_type, names.LATENT_TYPES),
-            ("strategy", execution.strategy, STRATEGIES), ("binarize", data.binarize, BINARIZATIONS),
+            ("strategy", execution.strategy, names.STRATEGIES), ("binarize", data.binarize, names.BINARIZATIONS),
         ):
             names.check_choice(name, value, choices)
         names.check_objective(model.objective, model.gradient_estimator, model.num_samples)

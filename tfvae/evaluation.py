@@ -24,33 +24,36 @@ def collect(dataset, limit=None):
     return np.concatenate(images)[:limit], (np.concatenate(labels)[:limit] if labels else None)
 
 
-def latent_summary(vae, images, labels=None, batch_size=1000):
+def latent_summary(vae, images, labels=None, batch_size=1000, kl=True):
     """(codes, kl) for `images` (given `labels` where the model takes them), each (N, latent_dim): the point
     code of q(z|x) (`tfvae.distributions.point`), and KL(q(z_d|x) || p(z_d)) of each dimension's marginals
-    against the model's own prior, in nats."""
+    against the model's own prior, in nats (None with `kl=False`, for callers that need the codes alone)."""
     labels = vae.labels_used(labels)
-    codes, kl = [], []
+    codes, kls = [], []
     for start in range(0, len(images), batch_size):
         batch_labels = None if labels is None else labels[start : start + batch_size]
         posterior = vae.encode(images[start : start + batch_size], batch_labels)
-        prior = vae.prior_distribution(None if batch_labels is None else tf.constant(batch_labels))
         codes.append(point(posterior).numpy())
-        kl.append(marginal_kl(marginals(posterior), marginals(prior)).numpy())
-    return np.concatenate(codes), np.concatenate(kl)
+        if kl:
+            prior = vae.prior_distribution(None if batch_labels is None else tf.constant(batch_labels))
+            kls.append(marginal_kl(marginals(posterior), marginals(prior)).numpy())
+    return np.concatenate(codes), np.concatenate(kls) if kl else None
 
 
-def latent_statistics(vae, images, labels=None):
+def latent_statistics(vae, images, labels=None, kl=True):
     """Per latent dimension over `images`, against the model's own prior: `kl`, the mean KL(q(z_d|x) || p(z_d))
-    in nats, and `activity`, the variance of the point code over the images in units of the prior's variance
-    of z_d (Burda et al.'s Var_x E_q[z_d] for N(0, I)); a unit is active above ACTIVE_UNIT_THRESHOLD."""
-    codes, kl = latent_summary(vae, images, labels)
+    in nats (left out with `kl=False`), and `activity`, the variance of the point code over the images in units
+    of the prior's variance of z_d (Burda et al.'s Var_x E_q[z_d] for N(0, I)); a unit is active above
+    ACTIVE_UNIT_THRESHOLD."""
+    codes, kls = latent_summary(vae, images, labels, kl=kl)
     prior_variance = marginals(vae.prior_distribution()).variance().numpy()
-    return {"kl": kl.mean(axis=0), "activity": np.var(codes, axis=0) / prior_variance}
+    statistics = {"activity": np.var(codes, axis=0) / prior_variance}
+    return {**statistics, "kl": kls.mean(axis=0)} if kl else statistics
 
 
 def active_units(vae, images, threshold=ACTIVE_UNIT_THRESHOLD, labels=None):
     """The number of active latent dimensions over `images` (`latent_statistics`'s `activity` > `threshold`)."""
-    return int(np.sum(latent_statistics(vae, images, labels)["activity"] > threshold))
+    return int(np.sum(latent_statistics(vae, images, labels, kl=False)["activity"] > threshold))
 
 
 def evaluate(model, images, log_likelihood_samples=1000, seed=0, labels=None):

@@ -31,6 +31,12 @@ RECOGNITION_UPDATES = ("wake", "sleep", "both")
 # The distributions of a hierarchical model's stochastic layers (`tfvae.hierarchy`).
 LATENT_TYPES = ("gaussian", "bernoulli")
 
+# How images become binary for a Bernoulli likelihood: drawn afresh each epoch, drawn once, or left grey (None).
+BINARIZATIONS = ("dynamic", "static", None)
+
+# The `tf.distribute` strategies a run can ask for (`tfvae.strategies` builds them).
+STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")
+
 # How KL(q || p) is computed: in closed form where TensorFlow Probability has it for the pair, else by Monte
 # Carlo ("auto"); or always one way.
 KL_ESTIMATORS = ("auto", "analytic", "monte_carlo")

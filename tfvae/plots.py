@@ -71,7 +71,7 @@ def _tiles(images, rows, columns):
 def _codes(vae, images, labels):
     from tfvae.evaluation import latent_summary
 
-    return latent_summary(vae, images, labels)[0]
+    return latent_summary(vae, images, labels, kl=False)[0]
 
 
 def leading_plane(codes):

@@ -39,6 +39,7 @@ def _tpu():
     return tf.distribute.TPUStrategy(resolver)
 
 
+# The builder of each strategy `tfvae.names.STRATEGIES` names.
 STRATEGIES = {
     "auto": _auto,
     "one-device": _one_device,

@@ -6,6 +6,8 @@ work of an element-wise pipeline is never paid.
 
 import tensorflow as tf
 
+from tfvae import names
+
 # Batches prepared ahead of the model; fixed rather than autotuned, because the
 # autotuner's thread stalls fit() for seconds at every epoch end on this stack.
 PREFETCH_BATCHES = 4
@@ -13,7 +15,6 @@ PREFETCH_BATCHES = 4
 # Batches binarized at once (in order): one per core of a 2-core machine.
 PARALLEL_BATCHES = 2
 
-BINARIZATIONS = (None, "static", "dynamic")
 
 # Semi-supervised training: the least share of each batch given to labeled examples (cycled), as in
 # Kingma et al. 2014's code; without it 100 labels among 60 000 images meet a batch of 128 once in 5 steps.
@@ -57,8 +58,8 @@ def make_pipeline(
     labels are known (−1 marks the rest) gets `LABELED_SHARE` of every batch
     from the labeled examples, cycled; an epoch is one pass over the unlabeled ones.
     """
-    if binarize not in BINARIZATIONS:
-        raise ValueError(f"Unknown binarize {binarize!r}. Expected one of {BINARIZATIONS}.")
+    if binarize not in names.BINARIZATIONS:
+        raise ValueError(f"Unknown binarize {binarize!r}. Expected one of {names.BINARIZATIONS}.")
     images = tf.constant(images)
     labels = tf.constant(labels)
     hide = _hiding(observed)

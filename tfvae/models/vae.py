@@ -497,8 +497,8 @@ class VAE(BaseVAE):
     def _complete_over_labels(self, arrays, method, num_samples, draws, seed, batch_size):
         """`complete` for a model of labels with the label unknown: the mixture over classes."""
         images, mask = arrays
-        observed = np.stack([self._log_likelihoods(images, mask, labels, num_samples, batch_size, seed)["observed"]
-                             for labels in self._each_label(len(images))], axis=1)  # (N, C): log p(x_o | y)
+        observed = np.stack([self._log_likelihoods(images, mask, labels, num_samples, batch_size, seed, observed_only=True)
+                             ["observed"] for labels in self._each_label(len(images))], axis=1)  # (N, C): log p(x_o | y)
         weights = tf.nn.softmax(observed, axis=1).numpy()  # p(y | x_o), p(y) uniform
         per_class = np.stack([self.complete(images, mask, method, num_samples, draws, seed, batch_size, labels).numpy()
                               for labels in self._each_label(len(images))], axis=-5)  # (C, N, ...) or (M, C, N, ...)
@@ -509,21 +509,24 @@ class VAE(BaseVAE):
         drawn = np.take_along_axis(per_class, chosen[:, None, :, None, None, None], axis=1)[:, 0]
         return tf.constant(drawn)
 
-    def _log_likelihoods(self, images, mask, labels, num_samples, batch_size, seed):
-        """{"full": log p̂(x), "observed": log p̂(x_o)} of complete `images` given `labels` (`completion.log_likelihoods`)."""
+    def _log_likelihoods(self, images, mask, labels, num_samples, batch_size, seed, observed_only=False):
+        """{"full": log p̂(x), "observed": log p̂(x_o)} of complete `images` given `labels` (`completion.log_likelihoods`);
+        with `observed_only`, {"observed": ...} alone, for images whose missing pixels may hold anything."""
         chunk_size = self._chunk_size(num_samples, batch_size)
 
         def estimate(batch, batch_mask, *labels_and_seed):
             *labels, batch_seed = labels_and_seed
             labels = labels[0] if labels else None
             encode, decode = self._completion_functions(labels)
-            full, observed = completion.log_likelihoods(batch, batch_mask, encode, decode, self.prior_distribution(labels),
-                                                        batch_seed, num_samples, chunk_size, objectives.iwae_bound,
-                                                        marks_missing=self.missing_data)
+            arguments = (batch, batch_mask, encode, decode, self.prior_distribution(labels), batch_seed, num_samples,
+                         chunk_size, objectives.iwae_bound, self.missing_data)
+            if observed_only:
+                return {"observed": completion.observed_log_likelihood(*arguments)}
+            full, observed = completion.log_likelihoods(*arguments)
             return {"full": full, "observed": observed}
 
         arrays = (images, mask) if labels is None else (images, mask, labels)
-        key = f"completion-iwae-{num_samples}-{chunk_size}-{len(arrays)}"
+        key = f"completion-iwae-{num_samples}-{chunk_size}-{len(arrays)}-{'observed' if observed_only else 'both'}"
         return self._map_batches(self._eval_function(key, estimate), arrays, batch_size, seed)
 
     def completion_log_likelihood(self, images, observed, num_samples=5000, batch_size=100, seed=None, labels=None):

@@ -50,7 +50,8 @@ def test_the_flows_density_is_the_base_density_less_the_log_determinant_by_autod
     jacobian = tape.batch_jacobian(z, z0).numpy()  # (2, 3, 3)
     log_det = np.linalg.slogdet(jacobian.astype(np.float64))[1]
     expected = posterior.distribution.log_prob(z0).numpy() - log_det
-    np.testing.assert_allclose(posterior.log_prob(tf.identity(z)).numpy(), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(posterior.log_prob(tf.identity(z)).numpy(), expected, rtol=1e-4, atol=1e-4)  # inverted
+    np.testing.assert_allclose(posterior.log_prob(z).numpy(), expected, rtol=1e-4, atol=1e-4)  # the forward pass's own
     assert not np.allclose(log_det, 0, atol=1e-3)  # the check has teeth: the flow scales
 
 

@@ -100,21 +100,25 @@ class InverseAutoregressiveBijector(tfb.AutoCompositeTensorBijector):
     def _parameter_properties(cls, dtype):
         return {}
 
-    def _forward(self, z):
-        for step in self._steps:
-            m, s = made(z, self._context, step)
-            gate, _ = _gate(s)
-            z = gate * z + (1.0 - gate) * m
-        return z
-
-    def _forward_log_det_jacobian(self, z):
-        total = tf.zeros(tf.shape(z)[:-1], z.dtype)
+    def _transform(self, z):
+        """(y, log |det ∂y/∂z|): one MADE pass per step gives both."""
+        log_det = tf.zeros(tf.shape(z)[:-1], z.dtype)
         for step in self._steps:
             m, s = made(z, self._context, step)
             gate, log_gate = _gate(s)
-            total += tf.reduce_sum(log_gate, axis=-1)
+            log_det += tf.reduce_sum(log_gate, axis=-1)
             z = gate * z + (1.0 - gate) * m
-        return total
+        return z, log_det
+
+    def _forward(self, z):
+        """y, with its log-determinant left in TFP's bijector cache (the attributes of the pair (z, y)), so that
+        `log_prob` of a sample the flow just made costs no further MADE pass."""
+        y, log_det = self._transform(z)
+        self._cache.forward_attributes(z)["ildj"] = -log_det
+        return y
+
+    def _forward_log_det_jacobian(self, z):
+        return self._transform(z)[1]
 
     def _inverse(self, y):
         latent_dim = y.shape[-1]

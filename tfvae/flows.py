@@ -86,7 +86,8 @@ class InverseAutoregressiveBijector(tfb.AutoCompositeTensorBijector):
 
     `steps` holds, per step, (masked kernels, biases, context kernel); `context` is (B, c), broadcast over
     leading sample axes of z. Forward is one MADE pass per step; the inverse (needed only for codes this flow
-    did not make) solves each step's triangular system, d passes per step.
+    did not make) solves each step's triangular system, d passes per step. A stopped copy (DReG, STL) always
+    inverts: its density must depend on z alone, so the cached base code cannot stand in for it.
     """
 
     def __init__(self, steps, context, validate_args=False, name="inverse_autoregressive_flow"):

@@ -40,7 +40,7 @@ MODELS = {
     "semi-supervised": Entry("tfvae.models.stacked", "StackedSemiSupervisedVAE",
                              "M1+M2 (Kingma et al. 2014): M2 on the codes of a VAE trained first on every image; "
                              "the best classifier from few labels (-1 = unknown)",
-                             {"latent_dim": 50, "binarize": "static", "epochs": 30, "batch_size": 100}),
+                             {"latent_dim": 50, "binarize": "static", "epochs": 50, "batch_size": 100}),
     "hierarchical": Entry("tfvae.models.hierarchical", "HierarchicalVAE",
                           "a Helmholtz machine: stochastic layers (--latent-dims), Gaussian or binary (--latent-type)"),
     "m2": Entry("tfvae.models.semi_supervised", "SemiSupervisedVAE",

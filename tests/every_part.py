@@ -1,4 +1,4 @@
-"""Every model kind x prior x posterior the command line builds, across fresh processes (run by test_registry.py).
+"""Every model kind, prior and posterior the command line builds, across fresh processes (run by test_registry.py).
 
   python every_part.py build DIR MNIST_DIR   builds each kind as `tfvae train` does, trains one step, saves
                                              DIR/NAME.keras, exports DIR/NAME/1 and records reference outputs;
@@ -7,7 +7,6 @@
   python every_part.py serve DIR             in a process that cannot import tfvae or TFP: every signature.
 """
 
-import itertools
 import json
 import os
 import pathlib
@@ -22,12 +21,16 @@ PRIORS_OF_LABELS = ("class_conditional",)  # p(z|y): for models of labels only
 
 
 def combinations():
-    """(name, settings) of every kind x prior x posterior `tfvae train` can build, then M1+M2 and the
-    Helmholtz machines (Gaussian, with a VampPrior on the top layer, binary)."""
+    """(name, settings) of every kind with every prior `tfvae train` can build, the posteriors in turn so that
+    every kind meets every posterior and every prior meets every posterior it can (a Latin square, as parts
+    combine pairwise), then M1+M2 and the Helmholtz machines (Gaussian, with a VampPrior on top, binary)."""
     from tfvae import registry
 
-    for kind, prior, posterior in itertools.product(KINDS, registry.PRIORS, registry.POSTERIORS):
-        if kind != "vae" or prior not in PRIORS_OF_LABELS:
+    posteriors = list(registry.POSTERIORS)
+    for turn, kind in enumerate(KINDS):
+        priors = [prior for prior in registry.PRIORS if kind != "vae" or prior not in PRIORS_OF_LABELS]
+        for index, prior in enumerate(priors):
+            posterior = posteriors[(turn + index) % len(posteriors)]
             yield f"{kind}-{prior}-{posterior}", {"model": kind, "prior": prior, "posterior": posterior, "latent_dim": 4}
     yield "semi-supervised", {"model": "semi-supervised", "latent_dim": 4}  # M1+M2, on the codes of a VAE
     layers = {"model": "hierarchical", "latent_dims": (4, 2)}

@@ -15,7 +15,6 @@ PREFETCH_BATCHES = 4
 # Batches binarized at once (in order): one per core of a 2-core machine.
 PARALLEL_BATCHES = 2
 
-
 # Semi-supervised training: the least share of each batch given to labeled examples (cycled), as in
 # Kingma et al. 2014's code; without it 100 labels among 60 000 images meet a batch of 128 once in 5 steps.
 LABELED_SHARE = 0.1

@@ -21,9 +21,9 @@ PRIORS_OF_LABELS = ("class_conditional",)  # p(z|y): for models of labels only
 
 
 def combinations():
-    """(name, settings) of every kind with every prior `tfvae train` can build, the posteriors in turn so that
-    every kind meets every posterior and every prior meets every posterior it can (a Latin square, as parts
-    combine pairwise), then M1+M2 and the Helmholtz machines (Gaussian, with a VampPrior on top, binary)."""
+    """(name, settings) of every kind with every prior `tfvae train` can build, the posteriors taken in turn so
+    that every kind also meets every posterior (as in a Latin square), then M1+M2 and the Helmholtz machines
+    (Gaussian, with a VampPrior on top, binary)."""
     from tfvae import registry
 
     posteriors = list(registry.POSTERIORS)

@@ -11,6 +11,11 @@ benchmarks/peers/pythae_requirements.txt. Every run is its own process, the syst
 
     python -m benchmarks.flexible [--quick] [--dataset fashion_mnist | mnist-test] [--epochs 20] [--k 5000]
         [--nll-examples 1000] [--models vae iaf vamp iaf+vamp "2 layers" "2 layers+vamp"] [--no-peer]
+        [--initializer keras | he | torch]
+
+`--initializer` re-initializes every Dense layer of tfvae's models after building them: `keras` keeps Keras's
+defaults (Glorot-uniform kernels, zero biases), `he` draws kernels He-uniform (zero biases), `torch` draws
+kernels and biases as PyTorch's `nn.Linear` does, U(±1/√fan_in) (pythae's networks start so).
 """
 
 import argparse
@@ -40,7 +45,25 @@ MODELS = {
 }
 
 
-def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples):
+def reinitialize(model, initializer, seed=0):
+    """Draws every Dense layer's weights in `model` afresh by `initializer` (see the module docstring)."""
+    import keras
+
+    if initializer == "keras":
+        return
+    dense = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dense)]
+    for index, layer in enumerate(dense):
+        fan_in = layer.kernel.shape[0]
+        if initializer == "he":
+            kernel, bias = keras.initializers.HeUniform(seed=seed + index), keras.initializers.Zeros()
+        else:
+            kernel = bias = keras.initializers.RandomUniform(-fan_in ** -0.5, fan_in ** -0.5, seed=seed + index)
+        layer.kernel.assign(kernel(layer.kernel.shape))
+        if layer.bias is not None:
+            layer.bias.assign(bias(layer.bias.shape))
+
+
+def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initializer="keras"):
     """In a fresh process: one tfvae model trained and scored, as JSON."""
     import keras
 
@@ -58,6 +81,8 @@ def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples):
         posterior = (InverseAutoregressiveFlow(IAF_STEPS, (IAF_HIDDEN, IAF_HIDDEN)) if parts["posterior"] == "iaf"
                      else parts["posterior"])
         vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=LATENT, prior=prior, posterior=posterior, seed=0)
+    vae(train[:1])  # builds every layer, so the initializer can reach its weights
+    reinitialize(vae, initializer)
     vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
     timer, seconds = epoch_timer()
     vae.fit(train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[timer])
@@ -66,7 +91,7 @@ def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples):
         "system": "tfvae", "model": model, "epochs": epochs, "seconds_per_epoch": statistics.median(seconds[1:] or seconds),
         "nll": -float(np.mean(vae.log_likelihood(scored, num_samples=k, seed=0))),
         "negative_elbo": -float(np.mean(vae.elbo(scored, seed=0))), "nll_samples": k,
-        "xla": bool(vae.jit_compile), "kl": vae.kl_estimator,
+        "xla": bool(vae.jit_compile), "kl": vae.kl_estimator, "initializer": initializer,
     }))
 
 
@@ -94,6 +119,8 @@ def main():
     parser.add_argument("--nll-examples", type=int, default=1000)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--no-peer", action="store_true", help="tfvae's rows only")
+    parser.add_argument("--initializer", choices=("keras", "he", "torch"), default="keras",
+                        help="how tfvae's Dense layers start [default: Keras's own]")
     parser.add_argument("--peer-venv", type=pathlib.Path, default=HERE / ".pythae-venv")
     args = parser.parse_args()
     if args.quick:
@@ -105,7 +132,7 @@ def main():
         for model in args.models:
             _, peer_model = MODELS[model]
             result = run_json([sys.executable, "-m", "benchmarks.flexible", "--worker", train_path, test_path, model,
-                               str(args.epochs), str(args.k), str(args.nll_examples)])
+                               str(args.epochs), str(args.k), str(args.nll_examples), args.initializer])
             rows.append({"dataset": args.dataset, **result})
             print(rows[-1], flush=True)
             if pythae and peer_model:
@@ -132,6 +159,6 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        tfvae_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]))
+        tfvae_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), sys.argv[8])
     else:
         main()

@@ -11,7 +11,7 @@ benchmarks/peers/pythae_requirements.txt. Every run is its own process, the syst
 
     python -m benchmarks.flexible [--quick] [--dataset fashion_mnist | mnist-test] [--epochs 20] [--k 5000]
         [--nll-examples 1000] [--models vae iaf vamp iaf+vamp "2 layers" "2 layers+vamp"] [--no-peer]
-        [--initializer keras | he | torch]
+        [--initializer keras | he | torch] [--seed 0]
 
 `--initializer` re-initializes every Dense layer of tfvae's models after building them: `keras` keeps Keras's
 defaults (Glorot-uniform kernels, zero biases), `he` draws kernels He-uniform (zero biases), `torch` draws
@@ -46,11 +46,9 @@ MODELS = {
 
 
 def reinitialize(model, initializer, seed=0):
-    """Draws every Dense layer's weights in `model` afresh by `initializer` (see the module docstring)."""
+    """Draws every Dense layer's weights in `model` afresh by `initializer`, "he" or "torch" (see the module docstring)."""
     import keras
 
-    if initializer == "keras":
-        return
     dense = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dense)]
     for index, layer in enumerate(dense):
         fan_in = layer.kernel.shape[0]
@@ -63,7 +61,7 @@ def reinitialize(model, initializer, seed=0):
             layer.bias.assign(bias(layer.bias.shape))
 
 
-def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initializer="keras"):
+def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initializer="keras", seed=0):
     """In a fresh process: one tfvae model trained and scored, as JSON."""
     import keras
 
@@ -73,16 +71,17 @@ def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initiali
 
     parts, _ = MODELS[model]
     train, test = np.load(train_path), np.load(test_path)
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     prior = VampPrior(NUM_PSEUDO_INPUTS) if parts["prior"] == "vamp" else parts["prior"]
     if "latent_dims" in parts:
-        vae = tfvae.HierarchicalVAE.for_images((28, 28, 1), latent_dims=parts["latent_dims"], prior=prior, seed=0)
+        vae = tfvae.HierarchicalVAE.for_images((28, 28, 1), latent_dims=parts["latent_dims"], prior=prior, seed=seed)
     else:
         posterior = (InverseAutoregressiveFlow(IAF_STEPS, (IAF_HIDDEN, IAF_HIDDEN)) if parts["posterior"] == "iaf"
                      else parts["posterior"])
-        vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=LATENT, prior=prior, posterior=posterior, seed=0)
-    vae(train[:1])  # builds every layer, so the initializer can reach its weights
-    reinitialize(vae, initializer)
+        vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=LATENT, prior=prior, posterior=posterior, seed=seed)
+    if initializer != "keras":  # (left out for Keras's own, so runs at the defaults repeat earlier ones exactly)
+        vae(train[:1])  # builds every layer, so the initializer can reach its weights
+        reinitialize(vae, initializer, seed)
     vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
     timer, seconds = epoch_timer()
     vae.fit(train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[timer])
@@ -91,7 +90,7 @@ def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initiali
         "system": "tfvae", "model": model, "epochs": epochs, "seconds_per_epoch": statistics.median(seconds[1:] or seconds),
         "nll": -float(np.mean(vae.log_likelihood(scored, num_samples=k, seed=0))),
         "negative_elbo": -float(np.mean(vae.elbo(scored, seed=0))), "nll_samples": k,
-        "xla": bool(vae.jit_compile), "kl": vae.kl_estimator, "initializer": initializer,
+        "xla": bool(vae.jit_compile), "kl": vae.kl_estimator, "initializer": initializer, "seed": seed,
     }))
 
 
@@ -121,6 +120,7 @@ def main():
     parser.add_argument("--no-peer", action="store_true", help="tfvae's rows only")
     parser.add_argument("--initializer", choices=("keras", "he", "torch"), default="keras",
                         help="how tfvae's Dense layers start [default: Keras's own]")
+    parser.add_argument("--seed", type=int, default=0, help="both systems' seed (initialization, batches, noise)")
     parser.add_argument("--peer-venv", type=pathlib.Path, default=HERE / ".pythae-venv")
     args = parser.parse_args()
     if args.quick:
@@ -132,7 +132,7 @@ def main():
         for model in args.models:
             _, peer_model = MODELS[model]
             result = run_json([sys.executable, "-m", "benchmarks.flexible", "--worker", train_path, test_path, model,
-                               str(args.epochs), str(args.k), str(args.nll_examples), args.initializer])
+                               str(args.epochs), str(args.k), str(args.nll_examples), args.initializer, str(args.seed)])
             rows.append({"dataset": args.dataset, **result})
             print(rows[-1], flush=True)
             if pythae and peer_model:
@@ -141,10 +141,10 @@ def main():
                                  str(LEARNING_RATE), "--latent-dim", str(LATENT), "--hidden", str(HIDDEN),
                                  "--nll-samples", str(args.k), "--nll-examples", str(args.nll_examples),
                                  "--num-pseudo-inputs", str(NUM_PSEUDO_INPUTS), "--iaf-steps", str(IAF_STEPS),
-                                 "--iaf-hidden", str(IAF_HIDDEN), "--iaf-made-layers", "2", "--quiet"])
+                                 "--iaf-hidden", str(IAF_HIDDEN), "--iaf-made-layers", "2", "--seed", str(args.seed), "--quiet"])
                 rows.append({"dataset": args.dataset, **{key: peer[key] for key in
                                                         ("system", "model", "epochs", "seconds_per_epoch", "nll",
-                                                         "negative_elbo", "nll_samples")}})
+                                                         "negative_elbo", "nll_samples")}, "seed": args.seed})
                 print(rows[-1], flush=True)
     base = {row["system"]: row for row in rows if row["model"] == "vae"}
     for row in rows:
@@ -159,6 +159,6 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        tfvae_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), sys.argv[8])
+        tfvae_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), sys.argv[8], int(sys.argv[9]))
     else:
         main()

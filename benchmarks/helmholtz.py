@@ -14,7 +14,7 @@ over the batch: the per-example bound tfvae trains; called on a whole batch, Pyr
 the batch jointly) and runs on one thread, its faster setting for these small per-image calls.
 
     python -m benchmarks.helmholtz [--quick] [--dataset fashion_mnist | mnist-test] [--epochs 10] [--k 5000]
-        [--nll-examples 1000] [--rows NAME ...] [--no-peer]
+        [--nll-examples 1000] [--rows NAME ...] [--no-peer] [--seed 0]
 """
 
 import argparse
@@ -56,7 +56,7 @@ ROWS = {  # name -> HierarchicalVAE.for_images options
 PEER_ROWS = ("binary 200-200, RWS k=5", "binary 200-200, RWS k=50")  # Pyro runs the same model beside these
 
 
-def tfvae_worker(train_path, test_path, row, epochs, k, nll_examples):
+def tfvae_worker(train_path, test_path, row, epochs, k, nll_examples, seed=0):
     """In a fresh process: one row trained and scored, as JSON."""
     import keras
 
@@ -64,8 +64,8 @@ def tfvae_worker(train_path, test_path, row, epochs, k, nll_examples):
     from tfvae.evaluation import ACTIVE_UNIT_THRESHOLD, latent_statistics
 
     train, test = np.load(train_path), np.load(test_path)
-    keras.utils.set_random_seed(0)
-    vae = tfvae.HierarchicalVAE.for_images((28, 28, 1), seed=0, **ROWS[row])
+    keras.utils.set_random_seed(seed)
+    vae = tfvae.HierarchicalVAE.for_images((28, 28, 1), seed=seed, **ROWS[row])
     vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
     timer, seconds = epoch_timer()
     vae.fit(train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[timer])
@@ -77,18 +77,18 @@ def tfvae_worker(train_path, test_path, row, epochs, k, nll_examples):
         "nll": -float(np.mean(vae.log_likelihood(scored, num_samples=k, seed=0))),
         "negative_elbo": -float(np.mean(vae.elbo(scored, num_samples=100, seed=0))), "nll_samples": k,
         "active_units": "/".join(f"{int(layer.sum())} of {layer.size}" for layer in active),
-        "fused_xla": bool(vae.jit_compile) and vae._fuses_steps(), "estimator": vae.gradient_estimator,
+        "fused_xla": bool(vae.jit_compile) and vae._fuses_steps(), "estimator": vae.gradient_estimator, "seed": seed,
     }))
 
 
-def pyro_row(python, train_path, test_path, row, epochs, k, nll_examples):
+def pyro_row(python, train_path, test_path, row, epochs, k, nll_examples, seed):
     options = ROWS[row]
     result = run_json([python, PEER, "--train", train_path, "--test", test_path, "--epochs", epochs, "--batch-size", BATCH,
                        "--learning-rate", LEARNING_RATE, "--latent-dims", ",".join(map(str, options["latent_dims"])),
                        "--num-samples", options["num_samples"], "--nll-samples", k, "--nll-examples", nll_examples,
-                       "--weighting", "example", "--threads", 1, "--quiet"])
+                       "--weighting", "example", "--threads", 1, "--seed", seed, "--quiet"])
     return {"system": f"pyro {result['pyro_version']}", "row": row, "epochs": epochs,
-            "seconds_per_epoch": result["seconds_per_epoch"], "nll": result["nll"], "nll_samples": k}
+            "seconds_per_epoch": result["seconds_per_epoch"], "nll": result["nll"], "nll_samples": k, "seed": seed}
 
 
 def main():
@@ -100,6 +100,7 @@ def main():
     parser.add_argument("--nll-examples", type=int, default=1000)
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), metavar="NAME")
     parser.add_argument("--no-peer", action="store_true", help="tfvae's rows only")
+    parser.add_argument("--seed", type=int, default=0, help="both systems' seed (initialization, batches, noise)")
     parser.add_argument("--peer-venv", type=pathlib.Path, default=HERE / ".pyro-venv")
     args = parser.parse_args()
     if args.quick:
@@ -113,11 +114,11 @@ def main():
         for row in args.rows:
             rows.append({"dataset": args.dataset, **run_json(
                 [sys.executable, "-m", "benchmarks.helmholtz", "--worker", train_path, test_path, row, args.epochs, args.k,
-                 args.nll_examples])})
+                 args.nll_examples, args.seed])})
             print(rows[-1], flush=True)
             if pyro and row in PEER_ROWS:
                 rows.append({"dataset": args.dataset,
-                             **pyro_row(pyro, train_path, test_path, row, args.epochs, args.k, args.nll_examples)})
+                             **pyro_row(pyro, train_path, test_path, row, args.epochs, args.k, args.nll_examples, args.seed)})
                 print(rows[-1], flush=True)
     base = next((row for row in rows if row["row"] == "gaussian 1 layer, VAE" and row["system"] == "tfvae"), None)
     for row in rows:
@@ -132,6 +133,6 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        tfvae_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]))
+        tfvae_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8]))
     else:
         main()

@@ -79,7 +79,7 @@ def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initiali
         posterior = (InverseAutoregressiveFlow(IAF_STEPS, (IAF_HIDDEN, IAF_HIDDEN)) if parts["posterior"] == "iaf"
                      else parts["posterior"])
         vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=LATENT, prior=prior, posterior=posterior, seed=seed)
-    if initializer != "keras":  # (left out for Keras's own, so runs at the defaults repeat earlier ones exactly)
+    if initializer != "keras":  # Keras's own initialization needs no second draw
         vae(train[:1])  # builds every layer, so the initializer can reach its weights
         reinitialize(vae, initializer, seed)
     vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))

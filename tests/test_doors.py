@@ -176,6 +176,17 @@ def test_the_snr_leaves_out_gradients_equal_in_every_draw(digits):
     assert 0 < results["reparameterization"]["decoder_snr"] < 1e4, results
 
 
+def test_kl_warmup_is_refused_where_the_objective_has_no_kl_weight(digits, tmp_path):
+    vae = tfvae.VAE.for_images(SHAPE, latent_dim=2, objective="wake_sleep")
+    vae.compile()
+    with pytest.raises(ValueError, match="objective='wake_sleep' has none. Drop the KLWarmup callback"):
+        vae.fit(digits[0][:32], batch_size=16, epochs=1, callbacks=[tfvae.KLWarmup(2)], verbose=0)
+    result = invoke_cli("train", *MNIST_CLI, "--objective", "reweighted_wake_sleep", "--warmup-epochs", "2",
+                        "--output-dir", tmp_path / "run")
+    assert result.exit_code != 0 and "objective='reweighted_wake_sleep' has none" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["complete", "RUN", *MNIST_CLI, "--mask", "quadrants:0"], "needs a whole number from 1 to 3 after the colon, e.g. 'quadrants:2'"),

@@ -6,6 +6,8 @@ import pathlib
 import keras
 import numpy as np
 
+from tfvae.names import WAKE_SLEEP
+
 
 class KLWarmup(keras.callbacks.Callback):
     """Anneals the model's β linearly from 0 to `target` over `warmup_epochs` (KL warm-up).
@@ -28,6 +30,14 @@ class KLWarmup(keras.callbacks.Callback):
     def beta_at(self, epoch):
         """β at the start of `epoch` (counted from 0): rising linearly from 0 to `target` over `warmup_epochs`, then held."""
         return self.target * min(1.0, epoch / self.warmup_epochs)
+
+    def on_train_begin(self, logs=None):
+        objective = getattr(self.model, "objective", None)
+        if objective in WAKE_SLEEP:
+            raise ValueError(
+                f"KL warm-up anneals beta, the KL weight of the ELBO and IWAE bounds; objective={objective!r} has "
+                "none. Drop the KLWarmup callback (--warmup-epochs 0), or train with objective='elbo' or 'iwae'."
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.beta.assign(self.beta_at(epoch))

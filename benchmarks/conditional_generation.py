@@ -73,19 +73,19 @@ def main():
 
     source, train_split, test_split = DATASETS[args.dataset]
     options = {"batch_size": 500, "shuffle": False, "with_labels": True, "download": False, **source}
-    real_train = collect(load_dataset(split=train_split, binarize=None, **options))[0]
     real_test, test_labels = collect(load_dataset(split=test_split, binarize=None, **options))
     binary_test = collect(load_dataset(split=test_split, binarize="static", **options))[0]
+    image_shape = real_test.shape[1:]
     model_options = {key: value for key, value in (("latent_dim", args.latent_dim), ("beta", args.beta), ("prior", args.prior),
                                                    ("prior_draw_weight", args.prior_draw_weight)) if value is not None}
     rows = []
     for seed in args.seeds:
         batches = {"seed": seed, **options, "shuffle": True, "batch_size": 128}
         grey_judge = independent_classifier(load_dataset(split=train_split, **{**batches, "binarize": None}),
-                                            real_train.shape[1:], seed)
+                                            image_shape, seed)
         binary_judge = independent_classifier(load_dataset(split=train_split, **{**batches, "binarize": "dynamic"}),
-                                              real_train.shape[1:], seed)
-        model = tfvae.ConditionalVAE.for_images(real_train.shape[1:], num_classes=10, seed=seed, **model_options)
+                                              image_shape, seed)
+        model = tfvae.ConditionalVAE.for_images(image_shape, num_classes=10, seed=seed, **model_options)
         model.compile()
         start = time.perf_counter()
         model.fit(load_dataset(split=train_split, **batches), epochs=args.epochs, verbose=0)

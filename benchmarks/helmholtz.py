@@ -14,7 +14,11 @@ over the batch: the per-example bound tfvae trains; called on a whole batch, Pyr
 the batch jointly) and runs on one thread, its faster setting for these small per-image calls.
 
     python -m benchmarks.helmholtz [--quick] [--dataset fashion_mnist | mnist-test] [--epochs 10] [--k 5000]
-        [--nll-examples 1000] [--rows NAME ...] [--no-peer] [--seed 0]
+        [--nll-examples 1000] [--rows NAME ...] [--no-peer] [--seed 0] [--warmup-epochs 0]
+
+`--warmup-epochs N` trains every row whose objective has a KL weight β (the ELBO and IWAE rows) with KL
+warm-up, β rising from 0 to 1 over the first N epochs (`tfvae.KLWarmup`, Sønderby et al. 2016); the
+wake-sleep rows have no β and train as without it.
 """
 
 import argparse
@@ -56,19 +60,23 @@ ROWS = {  # name -> HierarchicalVAE.for_images options
 PEER_ROWS = ("binary 200-200, RWS k=5", "binary 200-200, RWS k=50")  # Pyro runs the same model beside these
 
 
-def tfvae_worker(train_path, test_path, row, epochs, k, nll_examples, seed=0):
+def tfvae_worker(train_path, test_path, row, epochs, k, nll_examples, seed=0, warmup_epochs=0):
     """In a fresh process: one row trained and scored, as JSON."""
     import keras
 
     import tfvae
     from tfvae.evaluation import ACTIVE_UNIT_THRESHOLD, latent_statistics
+    from tfvae.names import WAKE_SLEEP
 
     train, test = np.load(train_path), np.load(test_path)
     keras.utils.set_random_seed(seed)
     vae = tfvae.HierarchicalVAE.for_images((28, 28, 1), seed=seed, **ROWS[row])
     vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
     timer, seconds = epoch_timer()
-    vae.fit(train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[timer])
+    if vae.objective in WAKE_SLEEP:
+        warmup_epochs = 0
+    warmup = [tfvae.KLWarmup(warmup_epochs)] if warmup_epochs else []
+    vae.fit(train, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[timer, *warmup])
     scored = test[:nll_examples]
     activity = latent_statistics(vae, test)["activity"]
     active = np.split(activity > ACTIVE_UNIT_THRESHOLD, np.cumsum(vae.latent_dims)[:-1])
@@ -78,6 +86,7 @@ def tfvae_worker(train_path, test_path, row, epochs, k, nll_examples, seed=0):
         "negative_elbo": -float(np.mean(vae.elbo(scored, num_samples=100, seed=0))), "nll_samples": k,
         "active_units": "/".join(f"{int(layer.sum())} of {layer.size}" for layer in active),
         "fused_xla": bool(vae.jit_compile) and vae._fuses_steps(), "estimator": vae.gradient_estimator, "seed": seed,
+        "warmup_epochs": warmup_epochs,
     }))
 
 
@@ -101,6 +110,7 @@ def main():
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), metavar="NAME")
     parser.add_argument("--no-peer", action="store_true", help="tfvae's rows only")
     parser.add_argument("--seed", type=int, default=0, help="both systems' seed (initialization, batches, noise)")
+    parser.add_argument("--warmup-epochs", type=int, default=0, help="KL warm-up over this many epochs (rows with a β)")
     parser.add_argument("--peer-venv", type=pathlib.Path, default=HERE / ".pyro-venv")
     args = parser.parse_args()
     if args.quick:
@@ -114,7 +124,7 @@ def main():
         for row in args.rows:
             rows.append({"dataset": args.dataset, **run_json(
                 [sys.executable, "-m", "benchmarks.helmholtz", "--worker", train_path, test_path, row, args.epochs, args.k,
-                 args.nll_examples, args.seed])})
+                 args.nll_examples, args.seed, args.warmup_epochs])})
             print(rows[-1], flush=True)
             if pyro and row in PEER_ROWS:
                 rows.append({"dataset": args.dataset,
@@ -133,6 +143,7 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        tfvae_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8]))
+        tfvae_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8]),
+                     int(sys.argv[9]))
     else:
         main()

@@ -6,7 +6,7 @@ import pathlib
 import keras
 import numpy as np
 
-from tfvae.names import WAKE_SLEEP
+from tfvae.names import check_warmup_applies
 
 
 class KLWarmup(keras.callbacks.Callback):
@@ -32,12 +32,7 @@ class KLWarmup(keras.callbacks.Callback):
         return self.target * min(1.0, epoch / self.warmup_epochs)
 
     def on_train_begin(self, logs=None):
-        objective = getattr(self.model, "objective", None)
-        if objective in WAKE_SLEEP:
-            raise ValueError(
-                f"KL warm-up anneals beta, the KL weight of the ELBO and IWAE bounds; objective={objective!r} has "
-                "none. Drop the KLWarmup callback (--warmup-epochs 0), or train with objective='elbo' or 'iwae'."
-            )
+        check_warmup_applies(getattr(self.model, "objective", None))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.beta.assign(self.beta_at(epoch))

@@ -237,12 +237,8 @@ class RunConfig:
         ):
             names.check_choice(name, value, choices)
         names.check_objective(model.objective, model.gradient_estimator, model.num_samples)
-        if optimization.warmup_epochs and model.objective in names.WAKE_SLEEP:
-            raise RunError(
-                f"warmup_epochs anneals beta, the KL weight of the ELBO and IWAE bounds; objective={model.objective!r} "
-                f"has none. Leave warmup_epochs at 0, or train with objective 'elbo' or 'iwae'. "
-                f"Received: warmup_epochs={optimization.warmup_epochs!r}"
-            )
+        if optimization.warmup_epochs:
+            names.check_warmup_applies(model.objective)
         flat = self.flat()
         changed = [name for name in KIND_SETTINGS if flat[name] != default(name)]
         check_applies(model.model, changed)

@@ -58,6 +58,15 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_warmup_applies(objective):
+    """Raises ValueError if KL warm-up cannot apply to `objective` (the wake-sleep family has no KL weight β)."""
+    if objective in WAKE_SLEEP:
+        raise ValueError(
+            f"KL warm-up anneals beta, the KL weight of the ELBO and IWAE bounds; objective={objective!r} has none. "
+            "Drop the KLWarmup callback (warmup_epochs 0), or train with objective 'elbo' or 'iwae'."
+        )
+
+
 def check_objective(objective, gradient_estimator, num_samples):
     """Returns (objective, gradient_estimator) if the estimator applies to the objective with `num_samples` draws
     (None: the objective's own choice, made by the model from its posterior)."""

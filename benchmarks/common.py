@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: machine facts, a printed table, and a JSON-lines results file."""
+"""Shared by the benchmark scripts: machine facts, the datasets, the peer benchmarks' options, a printed table, and a
+JSON-lines results file."""
 
 import datetime
 import json
@@ -10,6 +11,27 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 RESULTS = pathlib.Path(__file__).parent / "results.jsonl"
+MNIST_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+DATASETS = {  # name -> (load_dataset arguments, train split, test split)
+    "fashion_mnist": ({"name": "fashion_mnist"}, "train", "test"),
+    "mnist-test": ({"name": "mnist", "data_dir": str(MNIST_DIR)}, "test[:8000]", "test[8000:]"),
+}
+
+
+def peer_benchmark_parser(description, epochs, quick, peer_venv):
+    """The options every benchmark beside a peer takes: data, budget, NLL estimate, seed, and the peer's venv."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--dataset", choices=DATASETS, default="fashion_mnist")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--k", type=int, default=5000, help="importance samples per image for the NLL")
+    parser.add_argument("--nll-examples", type=int, default=1000, help="test images the NLL is taken over")
+    parser.add_argument("--no-peer", action="store_true", help="tfvae's rows only")
+    parser.add_argument("--seed", type=int, default=0, help="both systems' seed (initialization, batches, noise)")
+    parser.add_argument("--peer-venv", type=pathlib.Path, default=peer_venv)
+    return parser
 
 
 def machine():

@@ -13,6 +13,7 @@ num_classes)` at its defaults unless options say otherwise.
 
     python -m benchmarks.conditional_generation [--quick] [--dataset fashion_mnist | mnist-test]
         [--epochs 10] [--seeds 0] [--samples 1000] [--latent-dim N] [--beta B] [--prior NAME] [--prior-draw-weight W]
+        [--architecture mlp | conv]
 
 `fashion_mnist` trains on the 60k training split and tests on the 10k test split; `mnist-test` trains
 on MNIST `test[:8000]` (../shared/data/mnist) and tests on `test[8000:]`.
@@ -23,8 +24,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import report
-from benchmarks.semi_supervised import DATASETS
+from benchmarks.common import DATASETS, report
 
 CLASSIFIER_EPOCHS = 5
 
@@ -63,6 +63,7 @@ def main():
     parser.add_argument("--beta", type=float, help="weight of the KL of z [default: the model's]")
     parser.add_argument("--prior", help="a prior's name in tfvae.registry.PRIORS [default: ConditionalVAE.for_images's]")
     parser.add_argument("--prior-draw-weight", type=float, help="Sohn et al.'s hybrid weight [default: the model's]")
+    parser.add_argument("--architecture", choices=("mlp", "conv"), help="[default: ConditionalVAE.for_images's]")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.samples = 1, 200
@@ -77,7 +78,8 @@ def main():
     binary_test = collect(load_dataset(split=test_split, binarize="static", **options))[0]
     image_shape = real_test.shape[1:]
     model_options = {key: value for key, value in (("latent_dim", args.latent_dim), ("beta", args.beta), ("prior", args.prior),
-                                                   ("prior_draw_weight", args.prior_draw_weight)) if value is not None}
+                                                   ("prior_draw_weight", args.prior_draw_weight),
+                                                   ("architecture", args.architecture)) if value is not None}
     rows = []
     for seed in args.seeds:
         batches = {"seed": seed, **options, "shuffle": True, "batch_size": 128}
@@ -99,6 +101,7 @@ def main():
         binary_share, binary_per_class = share_correct(binary_judge, drawn, requested)
         rows.append({
             "dataset": args.dataset, "seed": seed, "epochs": args.epochs, "latent_dim": model.latent_dim,
+            "architecture": args.architecture or "mlp",
             "beta": model.initial_beta, "prior": type(model.prior).__name__, "prior_draw_weight": model.prior_draw_weight,
             "samples_of_requested_class": grey_share, "per_class": grey_per_class,
             "judge_accuracy_on_real": share_correct(grey_judge, real_test, test_labels)[0],

@@ -18,7 +18,6 @@ defaults (Glorot-uniform kernels, zero biases), `he` draws kernels He-uniform (z
 kernels and biases as PyTorch's `nn.Linear` does, U(±1/√fan_in) (pythae's networks start so).
 """
 
-import argparse
 import json
 import pathlib
 import statistics
@@ -27,8 +26,7 @@ import tempfile
 
 import numpy as np
 
-from benchmarks.common import epoch_timer, peer_python, report, run_json
-from benchmarks.semi_supervised import DATASETS
+from benchmarks.common import DATASETS, epoch_timer, peer_benchmark_parser, peer_python, report, run_json
 
 HERE = pathlib.Path(__file__).parent
 PEER = HERE / "peers" / "pythae_flexible.py"
@@ -110,18 +108,11 @@ def binarized(dataset, directory):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 epochs, k = 100 on 100 images")
-    parser.add_argument("--dataset", choices=DATASETS, default="fashion_mnist")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--k", type=int, default=5000)
-    parser.add_argument("--nll-examples", type=int, default=1000)
+    parser = peer_benchmark_parser(__doc__, epochs=20, quick="2 epochs, k = 100 on 100 images",
+                                   peer_venv=HERE / ".pythae-venv")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--no-peer", action="store_true", help="tfvae's rows only")
     parser.add_argument("--initializer", choices=("keras", "he", "torch"), default="keras",
                         help="how tfvae's Dense layers start [default: Keras's own]")
-    parser.add_argument("--seed", type=int, default=0, help="both systems' seed (initialization, batches, noise)")
-    parser.add_argument("--peer-venv", type=pathlib.Path, default=HERE / ".pythae-venv")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.k, args.nll_examples = 2, 100, 100

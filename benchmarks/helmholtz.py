@@ -21,7 +21,6 @@ warm-up, β rising from 0 to 1 over the first N epochs (`tfvae.KLWarmup`, Sønde
 wake-sleep rows have no β and train as without it.
 """
 
-import argparse
 import json
 import pathlib
 import statistics
@@ -30,9 +29,8 @@ import tempfile
 
 import numpy as np
 
-from benchmarks.common import epoch_timer, peer_python, report, run_json
+from benchmarks.common import epoch_timer, peer_benchmark_parser, peer_python, report, run_json
 from benchmarks.flexible import binarized
-from benchmarks.semi_supervised import DATASETS
 
 HERE = pathlib.Path(__file__).parent
 PEER = HERE / "peers" / "pyro_rws.py"
@@ -101,17 +99,10 @@ def pyro_row(python, train_path, test_path, row, epochs, k, nll_examples, seed):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1 epoch on 2000 images, k = 100 on 100 images")
-    parser.add_argument("--dataset", choices=DATASETS, default="fashion_mnist")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--k", type=int, default=5000)
-    parser.add_argument("--nll-examples", type=int, default=1000)
+    parser = peer_benchmark_parser(__doc__, epochs=10, quick="1 epoch on 2000 images, k = 100 on 100 images",
+                                   peer_venv=HERE / ".pyro-venv")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), metavar="NAME")
-    parser.add_argument("--no-peer", action="store_true", help="tfvae's rows only")
-    parser.add_argument("--seed", type=int, default=0, help="both systems' seed (initialization, batches, noise)")
     parser.add_argument("--warmup-epochs", type=int, default=0, help="KL warm-up over this many epochs (rows with a β)")
-    parser.add_argument("--peer-venv", type=pathlib.Path, default=HERE / ".pyro-venv")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.k, args.nll_examples = 2, 100, 100

@@ -19,19 +19,13 @@ on MNIST `test[:8000]` (../shared/data/mnist) and tests on `test[8000:]`.
 """
 
 import argparse
-import pathlib
 import time
 
 import numpy as np
 
-from benchmarks.common import report
+from benchmarks.common import DATASETS, report
 from tfvae.names import BOUND_WEIGHTINGS, OBJECTIVES
 
-MNIST_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-DATASETS = {  # name -> (load_dataset arguments, train split, test split)
-    "fashion_mnist": ({"name": "fashion_mnist"}, "train", "test"),
-    "mnist-test": ({"name": "mnist", "data_dir": str(MNIST_DIR)}, "test[:8000]", "test[8000:]"),
-}
 BATCH_SIZE = 100
 # The labels-only classifier sees its few labeled images this many times (freshly binarized each time):
 # enough to fit them exactly, as the paper's baseline does.

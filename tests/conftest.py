@@ -53,3 +53,13 @@ def invoke_cli(*args):
     from tfvae.cli.main import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def train_mnist_run(run, train_split, eval_split, epochs, latent_dim):
+    """A small `tfvae train` run on real MNIST digits, without the final log-likelihood or an export: the run folder
+    that the commands reading one (complete, explore, sample) are tried on. Returns `run`."""
+    result = invoke_cli("train", *MNIST_CLI, "--train-split", train_split, "--eval-split", eval_split, "--epochs", epochs,
+                        "--latent-dim", latent_dim, "--log-likelihood-samples", "0", "--no-export", "--output-dir", run,
+                        "--quiet")
+    assert result.exit_code == 0, result.output
+    return run

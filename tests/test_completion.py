@@ -158,13 +158,9 @@ def test_on_mnist_every_method_beats_the_per_pixel_mean(mnist_vae, binarized_mni
 def test_cli_completes_scores_and_draws_a_grid(tmp_path):
     import json
 
-    from conftest import MNIST_CLI, invoke_cli
+    from conftest import MNIST_CLI, invoke_cli, train_mnist_run
 
-    run = tmp_path / "run"
-    result = invoke_cli("train", *MNIST_CLI, "--train-split", "test[:4000]", "--eval-split", "test[9000:9200]",
-                        "--epochs", "3", "--latent-dim", "8", "--log-likelihood-samples", "0",
-                        "--output-dir", str(run), "--no-export", "--quiet")
-    assert result.exit_code == 0, result.output
+    run = train_mnist_run(tmp_path / "run", "test[:4000]", "test[9000:9200]", epochs=3, latent_dim=8)
     out = tmp_path / "completions.png"
     result = invoke_cli("complete", str(run), *MNIST_CLI, "--split", "test[9000:9100]", "--mask", "top_half",
                         "--method", "importance", "--num-samples", "200", "--draws", "2", "--out", str(out),

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import MNIST_CLI, invoke_cli
+from conftest import MNIST_CLI, invoke_cli, train_mnist_run
 
 import tfvae
 from tfvae.data import load_dataset
@@ -115,11 +115,7 @@ def test_signatures_refuse_bad_inputs_with_a_message_naming_them(tmp_path):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("doors") / "run"
-    result = invoke_cli("train", *MNIST_CLI, "--train-split", "test[:512]", "--eval-split", "test[9000:9100]", "--epochs", "2",
-                        "--latent-dim", "2", "--log-likelihood-samples", "0", "--no-export", "--output-dir", run, "--quiet")
-    assert result.exit_code == 0, result.output
-    return run
+    return train_mnist_run(tmp_path_factory.mktemp("doors") / "run", "test[:512]", "test[9000:9100]", epochs=2, latent_dim=2)
 
 
 @pytest.mark.slow

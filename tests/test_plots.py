@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import MNIST_CLI, invoke_cli
+from conftest import MNIST_CLI, invoke_cli, train_mnist_run
 from PIL import Image
 
 import tfvae
@@ -52,11 +52,7 @@ def test_slerp_keeps_the_endpoints_and_follows_the_great_circle():
 def test_explore_writes_every_picture_and_tensorboard_gets_images(tmp_path):
     from tensorboard.backend.event_processing import event_accumulator
 
-    run = tmp_path / "run"
-    result = invoke_cli("train", *MNIST_CLI, "--train-split", "test[:3000]", "--eval-split", "test[9000:9500]",
-                        "--epochs", "2", "--latent-dim", "8", "--log-likelihood-samples", "0",
-                        "--output-dir", str(run), "--no-export", "--quiet")
-    assert result.exit_code == 0, result.output
+    run = train_mnist_run(tmp_path / "run", "test[:3000]", "test[9000:9500]", epochs=2, latent_dim=8)
     out = tmp_path / "pictures"
     result = invoke_cli("explore", str(run), *MNIST_CLI, "--split", "test[8000:9000]", "--out-dir", str(out))
     assert result.exit_code == 0, result.output

@@ -89,6 +89,7 @@ def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initiali
         "nll": -float(np.mean(vae.log_likelihood(scored, num_samples=k, seed=0))),
         "negative_elbo": -float(np.mean(vae.elbo(scored, seed=0))), "nll_samples": k,
         "xla": bool(vae.jit_compile), "kl": vae.kl_estimator, "initializer": initializer, "seed": seed,
+        **({"iaf_context_units": posterior.context_size(LATENT)} if parts.get("posterior") == "iaf" else {}),
     }))
 
 

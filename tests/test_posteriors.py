@@ -30,9 +30,9 @@ def test_full_covariance_is_a_lower_triangular_scale_with_a_positive_diagonal_an
         np.testing.assert_allclose(posterior.log_prob(z).numpy()[b], expected, rtol=1e-4)
 
 
-def flow(latent_dim=3, num_steps=2, seed=1, zero_outputs=False):
+def flow(latent_dim=3, num_steps=2, seed=1, zero_outputs=False, context_units=5):
     """An IAF head with random weights (its output layers too, unless `zero_outputs`) and q for 2 examples."""
-    head = InverseAutoregressiveFlow(num_steps=num_steps, hidden_units=(8, 6), context_units=5)
+    head = InverseAutoregressiveFlow(num_steps=num_steps, hidden_units=(8, 6), context_units=context_units)
     head.build((None, head.params_size(latent_dim)))
     rng = np.random.default_rng(seed)
     if not zero_outputs:
@@ -41,8 +41,10 @@ def flow(latent_dim=3, num_steps=2, seed=1, zero_outputs=False):
     return head, head(params)
 
 
-def test_the_flows_density_is_the_base_density_less_the_log_determinant_by_autodiff():
-    _, posterior = flow()
+@pytest.mark.parametrize("context_units", [5, None])  # None: the default width, 2·d
+def test_the_flows_density_is_the_base_density_less_the_log_determinant_by_autodiff(context_units):
+    _, posterior = flow(context_units=context_units)
+    assert posterior.bijector._context.shape[-1] == (context_units or 2 * 3)
     z0 = tf.constant(RNG.normal(size=(2, 3)), tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(z0)

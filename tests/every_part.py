@@ -17,7 +17,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 KINDS = ("vae", "conditional", "m2")
-PRIORS_OF_LABELS = ("class_conditional",)  # p(z|y): for models of labels only
+PRIORS_OF_LABELS = ("class_conditional", "class_conditional_vamp")  # p(z|y): for models of labels only
 
 
 def combinations():

@@ -12,7 +12,7 @@ import tensorflow as tf
 import tfvae
 from tfvae import evaluation
 from tfvae.distributions import marginals
-from tfvae.priors import MixtureOfGaussians, StandardNormal, VampPrior
+from tfvae.priors import ClassConditionalVampPrior, MixtureOfGaussians, StandardNormal, VampPrior
 
 RNG = np.random.default_rng(0)
 
@@ -120,6 +120,33 @@ def test_the_vamp_prior_is_the_mean_of_the_encoders_gaussians_at_its_pseudo_inpu
     log_p = scipy.special.logsumexp(scipy.stats.norm(loc, scale).logpdf(draws[:, :, None, :]).sum(-1), axis=-1) - np.log(7)
     per_draw = scipy.stats.norm(q_loc, q_scale).logpdf(draws).sum(-1) - log_p
     assert np.all(np.abs(model_kl - per_draw.mean(0)) < 4 * np.sqrt(2) * per_draw.std(0) / np.sqrt(20000))
+
+
+def test_the_class_conditional_vamp_prior_mixes_each_classs_own_pseudo_inputs():
+    # 7 pseudo-inputs over 3 classes: labels k mod 3 give the classes 3, 2 and 2 components.
+    vae = tfvae.ConditionalVAE.for_images((6, 5, 1), num_classes=3, latent_dim=3, prior=ClassConditionalVampPrior(7), seed=0)
+    pseudo_labels = np.arange(7) % 3
+    posterior = vae.encoder(vae.prior.pseudo_inputs(), pseudo_labels)
+    loc, scale = posterior.mean().numpy().astype(np.float64), posterior.stddev().numpy().astype(np.float64)  # (7, 3)
+    z = (2 * RNG.normal(size=(30, 3))).astype(np.float32)
+    labels = np.arange(30) % 3
+    component_log_pdf = scipy.stats.norm(loc, scale).logpdf(z[:, None, :]).sum(-1)  # (30, 7)
+    own = np.where(pseudo_labels[None, :] == labels[:, None], component_log_pdf, -np.inf)
+    expected = scipy.special.logsumexp(own, axis=1) - np.log(np.bincount(pseudo_labels)[labels])
+    np.testing.assert_allclose(vae.prior_distribution(labels).log_prob(z), expected, rtol=1e-5)
+    # Without labels: the mean over the three classes of p(z|y).
+    per_class = [scipy.special.logsumexp(component_log_pdf[:, pseudo_labels == c], axis=1) - np.log(np.sum(pseudo_labels == c))
+                 for c in range(3)]
+    marginal = scipy.special.logsumexp(np.stack(per_class), axis=0) - np.log(3)
+    np.testing.assert_allclose(vae.prior_distribution().log_prob(z), marginal, rtol=1e-5)
+    # Draws for label 1 have the mean of its two components' means (4 standard errors).
+    draws = vae.prior_distribution(np.full(4000, 1)).sample(seed=3).numpy()
+    np.testing.assert_array_less(np.abs(draws.mean(0) - loc[pseudo_labels == 1].mean(0)), 4 * draws.std(0) / np.sqrt(4000))
+    assert vae.kl_estimator == "monte_carlo"
+    with pytest.raises(ValueError, match=r"Expected at least one pseudo-input per class \(3\). Received: num_pseudo_inputs=2"):
+        tfvae.ConditionalVAE.for_images((6, 5, 1), num_classes=3, latent_dim=3, prior=ClassConditionalVampPrior(2))
+    with pytest.raises(ValueError, match="is p\\(z\\|y\\), for models of labels"):
+        tfvae.VAE.for_images((6, 5, 1), latent_dim=3, prior="class_conditional_vamp")
 
 
 def test_the_vamp_priors_pseudo_inputs_are_trained_and_saved(tmp_path, binarized_mnist):

@@ -186,21 +186,59 @@ class VampPrior(BasePrior):
         """The K learned pseudo-inputs, images of pixels in (0, 1)."""
         return tf.sigmoid(self.raw_pseudo_inputs)
 
+    def pseudo_labels(self):
+        """The label of each pseudo-input in a model of labels, k mod C (None in a model of images alone)."""
+        return tf.range(self.num_pseudo_inputs) % self.num_classes if self.num_classes else None
+
+    def components(self, encoder):
+        """q(z|u_k) at each pseudo-input u_k (given its label in a model of labels): a distribution of batch (K,)."""
+        if encoder is None:
+            raise ValueError(f"The {type(self).__name__} is defined through the encoder: call it as "
+                             "prior(encoder=vae.encoder), or use vae.prior_distribution().")
+        return encoder.mixture_component(encoder(self.pseudo_inputs(), self.pseudo_labels()))
+
     def call(self, encoder=None, labels=None):
         """The equal mixture of q(z|u_k) over the pseudo-inputs u_k: `encoder` is required, since it defines the prior."""
-        if encoder is None:
-            raise ValueError("The VampPrior is defined through the encoder: call it as prior(encoder=vae.encoder), "
-                             "or use vae.prior_distribution().")
-        pseudo_labels = tf.range(self.num_pseudo_inputs) % self.num_classes if self.num_classes else None
-        posterior = encoder(self.pseudo_inputs(), pseudo_labels)  # batch (K,)
         return tfd.MixtureSameFamily(
             mixture_distribution=tfd.Categorical(logits=tf.zeros([self.num_pseudo_inputs])),
-            components_distribution=encoder.mixture_component(posterior),
+            components_distribution=self.components(encoder),
         )
 
     def get_config(self):
         return {**super().get_config(), "num_pseudo_inputs": self.num_pseudo_inputs, "image_shape": self.image_shape,
                 "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class ClassConditionalVampPrior(VampPrior):
+    """p(z|y) = (1/K_y) Σ_{k: y_k = y} q(z | u_k, y_k): a VampPrior per class, each label's mixture taken over the
+    posteriors at its own pseudo-inputs (pseudo-input k has label y_k = k mod C). For a model of labels only.
+
+    One Gaussian per class (`ClassConditionalNormal`) spans a class's codes as a single blob, so its draws land
+    between the clusters a varied class forms (flat, strappy and heeled sandals) and decode to their blurred
+    average; this mixture puts them on the clusters. Without labels it is p(z) = Σ_y p(y) p(z|y), p(y) uniform.
+    """
+
+    takes_labels = True
+
+    def build(self, input_shape, num_classes=0, image_shape=None):
+        """As `VampPrior.build`, with at least one pseudo-input per class."""
+        super().build(input_shape, num_classes=num_classes, image_shape=image_shape)
+        if not self.num_classes or self.num_pseudo_inputs < self.num_classes:
+            raise ValueError(f"Expected at least one pseudo-input per class ({self.num_classes or 'a model of labels'}). "
+                             f"Received: num_pseudo_inputs={self.num_pseudo_inputs}")
+
+    def call(self, encoder=None, labels=None):
+        """p(z|y) for each of `labels` (batch (B,)); without `labels`, the marginal over uniform classes."""
+        components = self.components(encoder)
+        pseudo_labels = self.pseudo_labels()
+        if labels is None:  # component k weighs p(y_k) / K_{y_k}
+            per_class = tf.math.bincount(pseudo_labels, minlength=self.num_classes, dtype=tf.float32)
+            logits = -tf.math.log(tf.gather(per_class, pseudo_labels))
+        else:  # (B, K): each example mixes only its label's components
+            logits = tf.where(pseudo_labels == tf.cast(labels, tf.int32)[:, None], 0.0, float("-inf"))
+        return tfd.MixtureSameFamily(mixture_distribution=tfd.Categorical(logits=logits),
+                                     components_distribution=components)
 
 
 def make_prior(prior, **options):

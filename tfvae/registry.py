@@ -56,6 +56,8 @@ PRIORS = {
                   "the mixture of the encoder's posteriors at 500 learned pseudo-inputs (Tomczak & Welling 2018)"),
     "class_conditional": Entry("tfvae.priors", "ClassConditionalNormal",
                                "p(z|y): a learned Gaussian per class (Sohn et al. 2015), for models of labels"),
+    "class_conditional_vamp": Entry("tfvae.priors", "ClassConditionalVampPrior",
+                                    "p(z|y): a VampPrior per class, over its own pseudo-inputs, for models of labels"),
 }
 
 # Approximate posteriors q(z|x), the encoder's head (`tfvae.posteriors`).

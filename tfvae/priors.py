@@ -9,6 +9,7 @@ entry in `tfvae.registry.PRIORS`.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -233,8 +234,8 @@ class ClassConditionalVampPrior(VampPrior):
         components = self.components(encoder)
         pseudo_labels = self.pseudo_labels()
         if labels is None:  # component k weighs p(y_k) / K_{y_k}
-            per_class = tf.math.bincount(pseudo_labels, minlength=self.num_classes, dtype=tf.float32)
-            logits = -tf.math.log(tf.gather(per_class, pseudo_labels))
+            static_labels = np.arange(self.num_pseudo_inputs) % self.num_classes
+            logits = tf.constant(-np.log(np.bincount(static_labels)[static_labels]), tf.float32)
         else:  # (B, K): each example mixes only its label's components
             logits = tf.where(pseudo_labels == tf.cast(labels, tf.int32)[:, None], 0.0, float("-inf"))
         return tfd.MixtureSameFamily(mixture_distribution=tfd.Categorical(logits=logits),

@@ -215,7 +215,9 @@ def _choice(kind):
               show_default=_default_text("prior_draw_weight"),
               help="Sohn et al.'s hybrid objective: weight of decoding codes drawn from the prior (0: the bound alone).")
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=default("warmup_epochs"),
-              help="KL warm-up: anneal β from 0 over this many epochs (the elbo and iwae objectives).")
+              show_default=_default_text("warmup_epochs"),
+              help="KL warm-up: anneal β from 0 over this many epochs (the elbo and iwae objectives). The hierarchical "
+                   "kind's default keeps 80% of --epochs (none for wake-sleep).")
 @click.option("--seed", type=int, default=default("seed"))
 @click.option("--jit/--no-jit", default=None, help="Compile the training step with XLA [default: chosen per platform and model].")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=default("precision"),

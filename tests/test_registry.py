@@ -14,7 +14,7 @@ import every_part
 import keras
 import numpy as np
 import pytest
-from conftest import MNIST_DIR, REPO
+from conftest import MNIST_DIR, REPO, invoke_cli
 
 import tfvae
 from tfvae import names, registry, strategies
@@ -81,6 +81,18 @@ def test_the_docs_tables_are_the_registry(kind, column):
     table = registry_table(kind, column)
     pages = "".join(page.read_text() for page in sorted((REPO / "docs").rglob("*.md")))
     assert table in pages, f"A page of docs/ (guides/models.md, guides/labels.md) should hold this table:\n{table}"
+
+
+def test_a_helmholtz_run_defaults_to_kl_warmup_over_most_of_its_epochs_and_none_without_a_kl_weight():
+    warmup = lambda **settings: RunConfig.for_model("hierarchical", **settings).optimization.warmup_epochs
+    assert warmup() == 8 and RunConfig.for_model("hierarchical").optimization.epochs == 10
+    assert (warmup(epochs=20), warmup(epochs=5), warmup(epochs=2), warmup(epochs=1)) == (16, 4, 1, 0)  # ends before the last
+    assert warmup(epochs=20, warmup_epochs=3) == 3 and warmup(warmup_epochs=0) == 0  # what the user asks for
+    wake_sleep = RunConfig.for_model("hierarchical", objective="reweighted_wake_sleep", num_samples=5)
+    assert wake_sleep.optimization.warmup_epochs == 0
+    wake_sleep.validate()  # no "KL warm-up anneals beta" refusal for a default the user did not ask for
+    assert RunConfig.for_model("vae").optimization.warmup_epochs == 0 == RunConfig.for_model("conditional").optimization.warmup_epochs
+    assert "(0; hierarchical: 8)" in " ".join(invoke_cli("train", "--help").output.split())
 
 
 def test_the_run_configuration_is_split_by_concern_and_reads_old_flat_records(tmp_path):

@@ -130,6 +130,18 @@ def default(name, model=None):
     return kind_defaults.get(name, SECTIONS[SECTION_OF[name]].__dataclass_fields__[name].default)
 
 
+def kind_warmup_epochs(kind_defaults, settings):
+    """The KL warm-up a kind trains with by default: the same share of the run's epochs as its default warm-up is
+    of its default epochs, ending before the last epoch (so at least one epoch trains the whole bound), and none
+    for objectives without a KL weight (the wake-sleep family)."""
+    objective = settings.get("objective", kind_defaults.get("objective", default("objective")))
+    if objective in names.WAKE_SLEEP:
+        return 0
+    default_epochs = kind_defaults.get("epochs", default("epochs"))
+    epochs = settings.get("epochs", default_epochs)
+    return min(round(kind_defaults["warmup_epochs"] * epochs / default_epochs), epochs - 1)
+
+
 @dataclasses.dataclass
 class RunConfig:
     """Everything a training run needs, by concern; written as `run_config.json` beside its outputs."""
@@ -143,8 +155,11 @@ class RunConfig:
     @classmethod
     def for_model(cls, model=ModelConfig.model, **settings):
         """A RunConfig for the model kind `model` with `settings` (named without their section) and, for the
-        rest, the kind's own defaults (`tfvae.registry.MODELS`), then everyone's."""
-        kind_defaults = registry.MODELS[model].run_defaults if model in registry.MODELS else {}
+        rest, the kind's own defaults (`tfvae.registry.MODELS`), then everyone's. A kind's default KL warm-up
+        is a share of its default epochs, kept when `settings` change the epochs (`kind_warmup_epochs`)."""
+        kind_defaults = dict(registry.MODELS[model].run_defaults) if model in registry.MODELS else {}
+        if "warmup_epochs" in kind_defaults and "warmup_epochs" not in settings:
+            kind_defaults["warmup_epochs"] = kind_warmup_epochs(kind_defaults, settings)
         return cls.from_flat(**{**kind_defaults, **settings, "model": model})
 
     @classmethod

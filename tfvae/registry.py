@@ -42,7 +42,8 @@ MODELS = {
                              "the best classifier from few labels (-1 = unknown)",
                              {"latent_dim": 50, "binarize": "static", "epochs": 50, "batch_size": 100}),
     "hierarchical": Entry("tfvae.models.hierarchical", "HierarchicalVAE",
-                          "a Helmholtz machine: stochastic layers (--latent-dims), Gaussian or binary (--latent-type)"),
+                          "a Helmholtz machine: stochastic layers (--latent-dims), Gaussian or binary (--latent-type)",
+                          {"warmup_epochs": 8}),  # KL warm-up over 80% of the epochs (none for wake-sleep)
     "m2": Entry("tfvae.models.semi_supervised", "SemiSupervisedVAE",
                 "M2 (ibid.): p(x|y) and a classifier q(y|x) trained together on pixels (-1 = unknown)",
                 {"latent_dim": 50}),

@@ -11,11 +11,13 @@ benchmarks/peers/pythae_requirements.txt. Every run is its own process, the syst
 
     python -m benchmarks.flexible [--quick] [--dataset fashion_mnist | mnist-test] [--epochs 20] [--k 5000]
         [--nll-examples 1000] [--models vae iaf vamp iaf+vamp "2 layers" "2 layers+vamp"] [--no-peer]
-        [--initializer keras | he | torch] [--seed 0]
+        [--initializer default | glorot | he | torch] [--seed 0]
 
-`--initializer` re-initializes every Dense layer of tfvae's models after building them: `keras` keeps Keras's
-defaults (Glorot-uniform kernels, zero biases), `he` draws kernels He-uniform (zero biases), `torch` draws
-kernels and biases as PyTorch's `nn.Linear` does, U(±1/√fan_in) (pythae's networks start so).
+`--initializer` re-initializes every Dense layer of tfvae's models after building them: `default` keeps tfvae's
+own (`tfvae.networks.fan_in_uniform` kernels, zero biases; records before 2026-12-07 name Keras's Glorot
+default, tfvae's until then, "keras"), `glorot` draws Glorot-uniform kernels (zero biases), `he` He-uniform ones
+(zero biases), `torch` kernels and biases as PyTorch's `nn.Linear` does, U(±1/√fan_in) (pythae's networks
+start so).
 """
 
 import json
@@ -44,14 +46,16 @@ MODELS = {
 
 
 def reinitialize(model, initializer, seed=0):
-    """Draws every Dense layer's weights in `model` afresh by `initializer`, "he" or "torch" (see the module docstring)."""
+    """Draws every Dense layer's weights in `model` afresh by `initializer`, "glorot", "he" or "torch" (see the
+    module docstring)."""
     import keras
 
     dense = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dense)]
     for index, layer in enumerate(dense):
         fan_in = layer.kernel.shape[0]
-        if initializer == "he":
-            kernel, bias = keras.initializers.HeUniform(seed=seed + index), keras.initializers.Zeros()
+        if initializer in ("glorot", "he"):
+            kernel_class = keras.initializers.GlorotUniform if initializer == "glorot" else keras.initializers.HeUniform
+            kernel, bias = kernel_class(seed=seed + index), keras.initializers.Zeros()
         else:
             kernel = bias = keras.initializers.RandomUniform(-fan_in ** -0.5, fan_in ** -0.5, seed=seed + index)
         layer.kernel.assign(kernel(layer.kernel.shape))
@@ -59,7 +63,7 @@ def reinitialize(model, initializer, seed=0):
             layer.bias.assign(bias(layer.bias.shape))
 
 
-def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initializer="keras", seed=0):
+def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initializer="default", seed=0):
     """In a fresh process: one tfvae model trained and scored, as JSON."""
     import keras
 
@@ -77,7 +81,7 @@ def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initiali
         posterior = (InverseAutoregressiveFlow(IAF_STEPS, (IAF_HIDDEN, IAF_HIDDEN)) if parts["posterior"] == "iaf"
                      else parts["posterior"])
         vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=LATENT, prior=prior, posterior=posterior, seed=seed)
-    if initializer != "keras":  # Keras's own initialization needs no second draw
+    if initializer != "default":  # tfvae's own initialization needs no second draw
         vae(train[:1])  # builds every layer, so the initializer can reach its weights
         reinitialize(vae, initializer, seed)
     vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
@@ -112,8 +116,8 @@ def main():
     parser = peer_benchmark_parser(__doc__, epochs=20, quick="2 epochs, k = 100 on 100 images",
                                    peer_venv=HERE / ".pythae-venv")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--initializer", choices=("keras", "he", "torch"), default="keras",
-                        help="how tfvae's Dense layers start [default: Keras's own]")
+    parser.add_argument("--initializer", choices=("default", "glorot", "he", "torch"), default="default",
+                        help="how tfvae's Dense layers start [default: tfvae's own]")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.k, args.nll_examples = 2, 100, 100

@@ -47,3 +47,22 @@ def test_bad_image_shape(image_shape):
 def test_unknown_architecture_lists_choices():
     with pytest.raises(ValueError, match=r"Unknown architecture 'resnet'.*mlp.*conv"):
         networks.networks_for("resnet")
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_dense_layers_start_uniform_within_one_over_root_fan_in(architecture):
+    """Every Dense kernel of the encoder, decoder and classifier is U(±1/√fan_in): inside the bound, with the
+    uniform's standard deviation 1/√(3·fan_in), and biases at zero."""
+    import keras
+
+    encoder, decoder, classifier = networks.networks_for(architecture)
+    parts = [encoder((28, 28, 1), 20), decoder((28, 28, 1), 20), classifier((28, 28, 1), 10)]
+    dense = [layer for part in parts for layer in part._flatten_layers() if isinstance(layer, keras.layers.Dense)]
+    assert len(dense) == {"mlp": 6, "conv": 5}[architecture]  # hidden layers and heads
+    for layer in dense:
+        kernel, bias = np.asarray(layer.kernel), np.asarray(layer.bias)
+        bound = kernel.shape[0] ** -0.5
+        assert np.abs(kernel).max() <= bound
+        if kernel.size >= 5000:  # enough draws for the standard deviation to within 3%
+            np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.03)
+        np.testing.assert_array_equal(bias, 0.0)

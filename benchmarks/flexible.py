@@ -11,13 +11,14 @@ benchmarks/peers/pythae_requirements.txt. Every run is its own process, the syst
 
     python -m benchmarks.flexible [--quick] [--dataset fashion_mnist | mnist-test] [--epochs 20] [--k 5000]
         [--nll-examples 1000] [--models vae iaf vamp iaf+vamp "2 layers" "2 layers+vamp"] [--no-peer]
-        [--initializer default | glorot | he | torch] [--seed 0]
+        [--initializer default | glorot | he | torch] [--iaf-update gated | affine] [--seed 0]
 
 `--initializer` re-initializes every Dense layer of tfvae's models after building them: `default` keeps tfvae's
 own (`tfvae.networks.fan_in_uniform` kernels, zero biases; records before 2026-12-07 name Keras's Glorot
 default, tfvae's until then, "keras"), `glorot` draws Glorot-uniform kernels (zero biases), `he` He-uniform ones
 (zero biases), `torch` kernels and biases as PyTorch's `nn.Linear` does, U(±1/√fan_in) (pythae's networks
-start so).
+start so). `--iaf-update` is the flow's step (`tfvae.posteriors.InverseAutoregressiveFlow(update=...)`): tfvae's
+default "gated", or "affine", the update pythae's flow uses.
 """
 
 import json
@@ -63,7 +64,7 @@ def reinitialize(model, initializer, seed=0):
             layer.bias.assign(bias(layer.bias.shape))
 
 
-def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initializer="default", seed=0):
+def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initializer="default", seed=0, iaf_update="gated"):
     """In a fresh process: one tfvae model trained and scored, as JSON."""
     import keras
 
@@ -78,7 +79,8 @@ def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initiali
     if "latent_dims" in parts:
         vae = tfvae.HierarchicalVAE.for_images((28, 28, 1), latent_dims=parts["latent_dims"], prior=prior, seed=seed)
     else:
-        posterior = (InverseAutoregressiveFlow(IAF_STEPS, (IAF_HIDDEN, IAF_HIDDEN)) if parts["posterior"] == "iaf"
+        posterior = (InverseAutoregressiveFlow(IAF_STEPS, (IAF_HIDDEN, IAF_HIDDEN), update=iaf_update)
+                     if parts["posterior"] == "iaf"
                      else parts["posterior"])
         vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=LATENT, prior=prior, posterior=posterior, seed=seed)
     if initializer != "default":  # tfvae's own initialization needs no second draw
@@ -93,7 +95,8 @@ def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initiali
         "nll": -float(np.mean(vae.log_likelihood(scored, num_samples=k, seed=0))),
         "negative_elbo": -float(np.mean(vae.elbo(scored, seed=0))), "nll_samples": k,
         "xla": bool(vae.jit_compile), "kl": vae.kl_estimator, "initializer": initializer, "seed": seed,
-        **({"iaf_context_units": posterior.context_size(LATENT)} if parts.get("posterior") == "iaf" else {}),
+        **({"iaf_context_units": posterior.context_size(LATENT), "iaf_update": iaf_update}
+           if parts.get("posterior") == "iaf" else {}),
     }))
 
 
@@ -118,6 +121,7 @@ def main():
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--initializer", choices=("default", "glorot", "he", "torch"), default="default",
                         help="how tfvae's Dense layers start [default: tfvae's own]")
+    parser.add_argument("--iaf-update", choices=("gated", "affine"), default="gated", help="the flow's step [default: gated]")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.k, args.nll_examples = 2, 100, 100
@@ -128,7 +132,7 @@ def main():
         for model in args.models:
             _, peer_model = MODELS[model]
             result = run_json([sys.executable, "-m", "benchmarks.flexible", "--worker", train_path, test_path, model,
-                               str(args.epochs), str(args.k), str(args.nll_examples), args.initializer, str(args.seed)])
+                               str(args.epochs), str(args.k), str(args.nll_examples), args.initializer, str(args.seed), args.iaf_update])
             rows.append({"dataset": args.dataset, **result})
             print(rows[-1], flush=True)
             if pythae and peer_model:
@@ -155,6 +159,7 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        tfvae_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), sys.argv[8], int(sys.argv[9]))
+        tfvae_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), sys.argv[8], int(sys.argv[9]),
+                     sys.argv[10])
     else:
         main()

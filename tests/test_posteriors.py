@@ -4,6 +4,7 @@ linear-Gaussian model's exact posterior."""
 import keras
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -30,9 +31,10 @@ def test_full_covariance_is_a_lower_triangular_scale_with_a_positive_diagonal_an
         np.testing.assert_allclose(posterior.log_prob(z).numpy()[b], expected, rtol=1e-4)
 
 
-def flow(latent_dim=3, num_steps=2, seed=1, zero_outputs=False, context_units=5):
+def flow(latent_dim=3, num_steps=2, seed=1, zero_outputs=False, context_units=5, update="gated"):
     """An IAF head with random weights (its output layers too, unless `zero_outputs`) and q for 2 examples."""
-    head = InverseAutoregressiveFlow(num_steps=num_steps, hidden_units=(8, 6), context_units=context_units)
+    head = InverseAutoregressiveFlow(num_steps=num_steps, hidden_units=(8, 6), context_units=context_units,
+                                     update=update)
     head.build((None, head.params_size(latent_dim)))
     rng = np.random.default_rng(seed)
     if not zero_outputs:
@@ -41,9 +43,9 @@ def flow(latent_dim=3, num_steps=2, seed=1, zero_outputs=False, context_units=5)
     return head, head(params)
 
 
-@pytest.mark.parametrize("context_units", [5, None])  # None: the default width, 2·d
-def test_the_flows_density_is_the_base_density_less_the_log_determinant_by_autodiff(context_units):
-    _, posterior = flow(context_units=context_units)
+@pytest.mark.parametrize("context_units, update", [(5, "gated"), (None, "gated"), (5, "affine")])  # None: 2·d
+def test_the_flows_density_is_the_base_density_less_the_log_determinant_by_autodiff(context_units, update):
+    _, posterior = flow(context_units=context_units, update=update)
     assert posterior.bijector._context.shape[-1] == (context_units or 2 * 3)
     z0 = tf.constant(RNG.normal(size=(2, 3)), tf.float32)
     with tf.GradientTape() as tape:
@@ -57,11 +59,12 @@ def test_the_flows_density_is_the_base_density_less_the_log_determinant_by_autod
     assert not np.allclose(log_det, 0, atol=1e-3)  # the check has teeth: the flow scales
 
 
-def test_each_step_is_autoregressive_its_jacobian_triangular():
-    _, posterior = flow(latent_dim=4, num_steps=2)
+@pytest.mark.parametrize("update", ["gated", "affine"])
+def test_each_step_is_autoregressive_its_jacobian_triangular(update):
+    _, posterior = flow(latent_dim=4, num_steps=2, update=update)
     z0 = tf.constant(RNG.normal(size=(2, 4)), tf.float32)
     for index, step in enumerate(posterior.bijector._steps):
-        one = tfvae.flows.InverseAutoregressiveBijector([step], posterior.bijector._context)
+        one = tfvae.flows.InverseAutoregressiveBijector([step], posterior.bijector._context, update)
         with tf.GradientTape() as tape:
             tape.watch(z0)
             z = one.forward(z0)
@@ -72,8 +75,9 @@ def test_each_step_is_autoregressive_its_jacobian_triangular():
 
 
 def test_a_flow_whose_output_layers_are_zero_is_the_identity_and_the_model_the_diagonal_one():
-    _, posterior = flow(zero_outputs=True)
     z0 = tf.constant(RNG.normal(size=(5, 2, 3)), tf.float32)
+    np.testing.assert_array_equal(flow(zero_outputs=True, update="affine")[1].bijector.forward(z0), z0)
+    _, posterior = flow(zero_outputs=True)
     np.testing.assert_array_equal(posterior.bijector.forward(z0), z0)
     np.testing.assert_allclose(posterior.log_prob(z0 + 0.0), posterior.distribution.log_prob(z0), rtol=1e-6)
     x = (RNG.random((6, 28, 28, 1)) < 0.5).astype(np.float32)
@@ -123,3 +127,28 @@ def test_a_fitted_flow_comes_closer_to_the_exact_posterior_than_a_diagonal_gauss
         z = sample(q, 200, tf.constant([5, 6]))
         divergence[name] = float(np.mean(q.log_prob(z) - exact.log_prob(z)))  # KL(q || p(z|x)), Monte Carlo
     assert divergence["iaf"] < 0.5 * divergence["diagonal"] and divergence["diagonal"] > 0.05, divergence
+
+
+def test_a_flows_update_is_named_checked_and_saved():
+    with pytest.raises(ValueError, match=r"Expected update to be one of \('gated', 'affine'\). Received: update='tanh'"):
+        InverseAutoregressiveFlow(update="tanh")
+    head, _ = flow(update="affine")
+    again = InverseAutoregressiveFlow.from_config(head.get_config())
+    params = tf.constant(RNG.normal(size=(2, head.params_size(3))), tf.float32)
+    again.build(params.shape)
+    again.set_weights(head.get_weights())
+    z = tf.constant(RNG.normal(size=(4, 2, 3)), tf.float32)
+    np.testing.assert_allclose(again(params).log_prob(z), head(params).log_prob(z), rtol=1e-5)  # the affine map, restored
+    # Each step's map against its closed form: the affine scale exp(s) is unbounded; the gated σ never exceeds
+    # 1 / sigmoid(2), and its shift is (1 − σ) m.
+    m, s = tf.constant([0.5, -1.0, 2.0]), tf.constant([-3.0, 0.0, 6.0])
+    scale, log_scale, shift = tfvae.flows.step_map(m, s, "affine")
+    np.testing.assert_allclose(scale, np.exp(s), rtol=1e-6)
+    np.testing.assert_allclose(log_scale, s)
+    np.testing.assert_allclose(shift, m)
+    sigma = scipy.special.expit(s.numpy() + 2) / scipy.special.expit(2)
+    scale, log_scale, shift = tfvae.flows.step_map(m, s, "gated")
+    np.testing.assert_allclose(scale, sigma, rtol=1e-5)
+    np.testing.assert_allclose(log_scale, np.log(sigma), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(shift, (1 - sigma) * m.numpy(), rtol=1e-5, atol=1e-6)
+    assert sigma.max() < 1 / scipy.special.expit(2) < np.exp(6.0)

@@ -6,9 +6,11 @@ output i depend on inputs before i only. The flow itself is a `tfb` bijector bui
 tensors, so TFP's distribution algebra applies to it (sampling through it, log-densities, and the stopped copy
 DReG and STL take, `tfvae.distributions.stopped`).
 
-Each step maps z to σ ⊙ z + (1 − σ) ⊙ m, where [m, s] = MADE(z, h), h the encoder's context, and
-σ = sigmoid(s + 2) / sigmoid(2): Kingma et al.'s gated update with their forget bias of 2, scaled so that a
-step whose outputs are zero is the identity (log-determinant Σ log σ = 0). Steps alternate the order.
+Each step maps z to scale ⊙ z + shift from [m, s] = MADE(z, h), h the encoder's context. The `"gated"` update
+(the default) is Kingma et al.'s numerically stable one: scale σ = sigmoid(s + 2) / sigmoid(2), with their
+forget bias of 2, and shift (1 − σ) ⊙ m; the `"affine"` update is their general form, scale exp(s) and shift m
+(pythae's). Either is the identity when a step's outputs are zero (log-determinant Σ log scale = 0). Steps
+alternate the order.
 """
 
 import keras
@@ -20,6 +22,7 @@ tfb = tfp.bijectors
 
 # Kingma et al.'s bias on the gate: σ starts near 1, so each step starts near the identity.
 FORGET_BIAS = 2.0
+UPDATES = ("gated", "affine")
 
 
 def degrees(latent_dim, hidden_units, reverse):
@@ -75,24 +78,29 @@ def made(z, context, step):
     return tf.split(features @ kernels[-1] + biases[-1], 2, axis=-1)
 
 
-def _gate(s):
-    """(σ, log σ) of the scaled gate σ = sigmoid(s + FORGET_BIAS) / sigmoid(FORGET_BIAS)."""
+def step_map(m, s, update):
+    """(scale, log scale, shift) of the step z ↦ scale ⊙ z + shift from MADE's outputs [m, s] (see the module
+    docstring): the gated update's σ = sigmoid(s + FORGET_BIAS) / sigmoid(FORGET_BIAS), or the affine exp(s)."""
+    if update == "affine":
+        return tf.exp(s), s, m
     log_gate = tf.math.log_sigmoid(s + FORGET_BIAS) - tf.math.log_sigmoid(tf.constant(FORGET_BIAS, s.dtype))
-    return tf.exp(log_gate), log_gate
+    gate = tf.exp(log_gate)
+    return gate, log_gate, (1.0 - gate) * m
 
 
 class InverseAutoregressiveBijector(tfb.AutoCompositeTensorBijector):
     """The steps of an inverse autoregressive flow, from their MADE weights (as tensors) and a context h.
 
     `steps` holds, per step, (masked kernels, biases, context kernel); `context` is (B, c), broadcast over
-    leading sample axes of z. Forward is one MADE pass per step; the inverse (needed only for codes this flow
+    leading sample axes of z; `update` is "gated" or "affine" (see the module docstring). Forward is one MADE pass per step; the inverse (needed only for codes this flow
     did not make) solves each step's triangular system, d passes per step. A stopped copy (DReG, STL) always
     inverts: its density must depend on z alone, so the cached base code cannot stand in for it.
     """
 
-    def __init__(self, steps, context, validate_args=False, name="inverse_autoregressive_flow"):
+    def __init__(self, steps, context, update="gated", validate_args=False, name="inverse_autoregressive_flow"):
         parameters = dict(locals())
         with tf.name_scope(name) as scope:
+            self._update = update
             self._steps = tf.nest.map_structure(tf.convert_to_tensor, steps)
             self._context = tf.convert_to_tensor(context)
             super().__init__(forward_min_event_ndims=1, validate_args=validate_args, parameters=parameters, name=scope)
@@ -105,10 +113,9 @@ class InverseAutoregressiveBijector(tfb.AutoCompositeTensorBijector):
         """(y, log |det ∂y/∂z|): one MADE pass per step gives both."""
         log_det = tf.zeros(tf.shape(z)[:-1], z.dtype)
         for step in self._steps:
-            m, s = made(z, self._context, step)
-            gate, log_gate = _gate(s)
-            log_det += tf.reduce_sum(log_gate, axis=-1)
-            z = gate * z + (1.0 - gate) * m
+            scale, log_scale, shift = step_map(*made(z, self._context, step), self._update)
+            log_det += tf.reduce_sum(log_scale, axis=-1)
+            z = scale * z + shift
         return z, log_det
 
     def _forward(self, z):
@@ -126,8 +133,7 @@ class InverseAutoregressiveBijector(tfb.AutoCompositeTensorBijector):
         for step in reversed(self._steps):
             z = y
             for _ in range(latent_dim):  # dimension i settles after i passes (autoregressive)
-                m, s = made(z, self._context, step)
-                gate, _ = _gate(s)
-                z = (y - (1.0 - gate) * m) / gate
+                scale, _, shift = step_map(*made(z, self._context, step), self._update)
+                z = (y - shift) / scale
             y = z
         return y

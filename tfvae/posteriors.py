@@ -80,12 +80,18 @@ class InverseAutoregressiveFlow(BasePosterior):
     The parameters are μ, σ's raw values (d each) and h (`context_units` values; by default 2·d, as many as the
     base Gaussian's: as good a flow as a context of the MADE's width, in a fifth less time per epoch, see
     benchmarks/RESULTS.md).
+    `update` is each step's map: "gated", Kingma et al.'s numerically stable update (the default), or
+    "affine", their general form z ↦ exp(s) ⊙ z + m, unbounded, which pythae's flow uses (0.4 nats better
+    held-out NLL than "gated" on MNIST with two steps, see benchmarks/RESULTS.md).
     MADE's output layers start at zero, so a new flow is the identity and q starts as the diagonal
-    Gaussian; see `tfvae.flows` for the step. log q(z|x) = log q_0(z_0) − Σ log σ over the steps.
+    Gaussian; see `tfvae.flows` for the step. log q(z|x) = log q_0(z_0) − Σ log scale over the steps.
     """
 
-    def __init__(self, num_steps=2, hidden_units=(320, 320), context_units=None, **kwargs):
+    def __init__(self, num_steps=2, hidden_units=(320, 320), context_units=None, update="gated", **kwargs):
         super().__init__(**kwargs)
+        if update not in flows.UPDATES:
+            raise ValueError(f"Expected update to be one of {flows.UPDATES}. Received: update={update!r}")
+        self.update = update
         self.num_steps = check_count("num_steps", num_steps)
         self.hidden_units = tuple(check_count("hidden_units", units) for units in hidden_units)
         if not self.hidden_units:
@@ -134,7 +140,7 @@ class InverseAutoregressiveFlow(BasePosterior):
             layers = self.masked[step * per_step : (step + 1) * per_step]
             steps.append(([layer.masked_kernel() for layer in layers], [layer.bias for layer in layers],
                           self.context_kernels[step].kernel))
-        return tfd.TransformedDistribution(base, flows.InverseAutoregressiveBijector(steps, context))
+        return tfd.TransformedDistribution(base, flows.InverseAutoregressiveBijector(steps, context, self.update))
 
     def mixture_component(self, posterior):
         """The base Gaussian: a flow's density at codes it did not make needs its inverse (d MADE passes per
@@ -143,7 +149,7 @@ class InverseAutoregressiveFlow(BasePosterior):
 
     def get_config(self):
         return {**super().get_config(), "num_steps": self.num_steps, "hidden_units": self.hidden_units,
-                "context_units": self.context_units}
+                "context_units": self.context_units, "update": self.update}
 
 
 def make_posterior(posterior, **options):

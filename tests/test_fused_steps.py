@@ -66,3 +66,39 @@ def test_steps_are_not_fused_without_xla_with_one_step_per_execution_or_with_con
     conv = tfvae.VAE.for_images((28, 28, 1), latent_dim=8, architecture="conv")
     conv.compile(steps_per_execution=8)
     assert not conv._fuses_steps()
+
+
+class ConditionalStepByStep(tfvae.ConditionalVAE):
+    def _fuses_steps(self):
+        return False
+
+
+@pytest.mark.slow
+def test_arrays_with_labels_gathered_inside_the_program_train_exactly_like_a_gathering_pipeline(binarized_mnist,
+                                                                                               mnist_test_labels):
+    """Fitting arrays, the fused program gathers each batch (images and labels) from them by the pipeline's indices."""
+    train, _ = binarized_mnist
+    histories, weights = [], []
+    for model_class in (tfvae.ConditionalVAE, ConditionalStepByStep):
+        keras.utils.set_random_seed(3)
+        model = model_class.for_images((28, 28, 1), num_classes=10, latent_dim=8, seed=3)
+        model.compile(steps_per_execution=4)
+        histories.append(model.fit(train[:700], mnist_test_labels[:700], batch_size=64, epochs=2, verbose=0).history)
+        weights.append(model.get_weights())
+        train_function = model.train_function
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-5)
+    assert train_function is not None
+
+
+def test_fitting_arrays_leaves_the_fused_function_for_datasets_and_an_epoch_too_short_to_fuse_still_trains(binarized_mnist):
+    train, _ = binarized_mnist
+    vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=8, seed=3)
+    vae.compile(steps_per_execution=4)
+    vae.fit(train[:512], batch_size=64, epochs=1, verbose=0)  # 8 steps: fused, gathering from the arrays
+    fused = vae.train_function
+    vae.fit(tf.data.Dataset.from_tensor_slices(train[:256]).batch(64), epochs=1, verbose=0)  # batches, not indices
+    assert vae.train_function is fused and vae.optimizer.iterations.numpy() == 8 + 4
+    history = vae.fit(train[:50], batch_size=64, epochs=2, verbose=0).history  # 1 step an epoch: not fused
+    assert not vae._fuses_steps() and np.all(np.isfinite(history["loss"])) and vae.optimizer.iterations.numpy() == 14

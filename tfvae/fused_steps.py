@@ -4,6 +4,8 @@ Keras runs each of the `steps_per_execution` steps as a separate XLA launch
 inside a TensorFlow while loop; on CPU every launch costs about as much as a
 small VAE's whole step. Here the batches of one execution are stacked and a
 single compiled program loops over them, the way TPU training loops run.
+Training on in-memory arrays goes further: the input pipeline moves batches of
+indices only, and each step gathers its batch from the arrays inside the program.
 """
 
 import tensorflow as tf
@@ -16,24 +18,30 @@ def fused_step_function(step_function, steps, results_function):
     batches and returns `results_function()` (the metric results) after
     running them; it raises `StopIteration` when the iterator is exhausted,
     as Keras expects. Batches of unequal shapes (a smaller last batch) run one
-    XLA launch each.
+    XLA launch each. Given `gather_from` (the arrays, as tensors), the iterator's
+    batches are indices into them (`tfvae.data.pipeline.index_pipeline`).
     """
     step = tf.autograph.experimental.do_not_convert(step_function)
 
+    def run(batch, gather_from):
+        if gather_from is not None:
+            batch = tf.nest.map_structure(lambda array: tf.gather(array, batch), gather_from)
+        return step(batch)
+
     @tf.function(jit_compile=True, reduce_retracing=True)
-    def run_stacked(stacked, count):
+    def run_stacked(stacked, count, gather_from):
         def body(i):
-            step(tf.nest.map_structure(lambda batch: batch[i], stacked))
+            run(tf.nest.map_structure(lambda batch: batch[i], stacked), gather_from)
             return (i + 1,)
 
         tf.while_loop(lambda i: i < count, body, (tf.constant(0),))
         return results_function()
 
-    run_one = tf.function(step, jit_compile=True, reduce_retracing=True)
+    run_one = tf.function(run, jit_compile=True, reduce_retracing=True)
 
     @tf.function(reduce_retracing=True)
     @tf.autograph.experimental.do_not_convert
-    def run_on_iterator(iterator):
+    def run_on_iterator(iterator, gather_from):
         optionals = [iterator.get_next_as_optional() for _ in range(steps)]
         available = tf.add_n([tf.cast(o.has_value(), tf.int32) for o in optionals])
 
@@ -53,11 +61,11 @@ def fused_step_function(step_function, steps, results_function):
 
             def stacked():
                 stack = tf.nest.map_structure(lambda *parts: tf.stack(parts), *batches)
-                return _done(run_stacked(stack, available))
+                return _done(run_stacked(stack, available, gather_from))
 
             def one_by_one():  # a smaller last batch cannot be stacked
                 for index, batch in enumerate(batches):
-                    tf.cond(index < available, lambda batch=batch: _done(run_one(batch)), lambda: tf.constant(True))
+                    tf.cond(index < available, lambda batch=batch: _done(run_one(batch, gather_from)), lambda: tf.constant(True))
                 return tf.constant(True)
 
             return tf.cond(same_shapes, stacked, one_by_one)
@@ -66,8 +74,8 @@ def fused_step_function(step_function, steps, results_function):
         with tf.control_dependencies([ran]):
             return available, results_function()
 
-    def function(iterator):
-        available, results = run_on_iterator(iterator)
+    def function(iterator, gather_from=None):
+        available, results = run_on_iterator(iterator, gather_from)
         if int(available) == 0:
             raise StopIteration
         return results

@@ -116,6 +116,23 @@ def _mixed_indices(labels, batch_size, seed, drop_remainder=False):
     ).map(lambda u, l: tf.concat([u, l], 0))
 
 
+def _as_tensors(arrays):
+    """The arrays as constants (floating ones as float32), once."""
+    return tf.nest.map_structure(
+        lambda a: tf.constant(a, tf.float32 if tf.as_dtype(a.dtype).is_floating else None), arrays
+    )
+
+
+def _indices(arrays, batch_size, shuffle, seed):
+    """Batches of indices into `arrays` (tensors), shuffled each epoch; (images, labels) with few labels known
+    are mixed as in `make_pipeline`."""
+    count = int(tf.nest.flatten(arrays)[0].shape[0])
+    labels = arrays[1].numpy() if isinstance(arrays, tuple) and len(arrays) == 2 and arrays[1].dtype.is_integer else None
+    if shuffle and labels is not None and _needs_mixing(labels, batch_size):  # semi-supervised (images, labels)
+        return _mixed_indices(labels, batch_size, seed)
+    return _batched_indices(count, batch_size, shuffle, seed)
+
+
 def array_pipeline(arrays, batch_size, shuffle=True, seed=None):
     """Batches of in-memory arrays (one array, or a tuple of equal-length ones) gathered by shuffled index.
 
@@ -123,19 +140,20 @@ def array_pipeline(arrays, batch_size, shuffle=True, seed=None):
     batch is one gather, so no per-example work is paid. (images, labels) with few
     labels known are mixed as in `make_pipeline`.
     """
-    arrays = tf.nest.map_structure(
-        lambda a: tf.constant(a, tf.float32 if tf.as_dtype(a.dtype).is_floating else None), arrays
-    )
-    count = int(tf.nest.flatten(arrays)[0].shape[0])
-    labels = arrays[1].numpy() if isinstance(arrays, tuple) and len(arrays) == 2 and arrays[1].dtype.is_integer else None
-    if shuffle and labels is not None and _needs_mixing(labels, batch_size):  # semi-supervised (images, labels)
-        indices = _mixed_indices(labels, batch_size, seed)
-    else:
-        indices = _batched_indices(count, batch_size, shuffle, seed)
-    batches = indices.map(
-        lambda index: tf.nest.map_structure(lambda array: tf.gather(array, index), arrays)
-    )
-    return _finish(batches)
+    arrays = _as_tensors(arrays)
+    return _finish(gathered(_indices(arrays, batch_size, shuffle, seed), arrays))
+
+
+def gathered(indices, arrays):
+    """The batches of `arrays` that `index_pipeline`'s batches of `indices` point to."""
+    return indices.map(lambda index: tf.nest.map_structure(lambda array: tf.gather(array, index), arrays))
+
+
+def index_pipeline(arrays, batch_size, shuffle=True, seed=None):
+    """(batches of indices, the arrays as tensors): `array_pipeline`'s batches before their gather, for a
+    training loop that gathers inside its compiled program (`tfvae.fused_steps`)."""
+    arrays = _as_tensors(arrays)
+    return _finish(_indices(arrays, batch_size, shuffle, seed)), arrays
 
 
 def _finish(batches):

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tfvae import strategies
 from tfvae._version import __version__
-from tfvae.data.pipeline import array_pipeline
+from tfvae.data.pipeline import array_pipeline, gathered, index_pipeline
 from tfvae.distributions import RANDOM_ALGORITHM
 from tfvae.errors import InvalidInput
 from tfvae.fused_steps import fused_step_function
@@ -261,7 +261,8 @@ class BaseVAE(keras.Model):
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, **kwargs):
         """Keras's `fit` on images: NumPy arrays (integer labels as `y` for models of labels; -1 = unknown where allowed) go
-        through tfvae's gather-by-index pipeline; arrays and datasets are checked against the likelihood's support.
+        through tfvae's gather-by-index pipeline (where steps are fused, its indices only: the compiled program gathers
+        each batch); arrays and datasets are checked against the likelihood's support.
         Reports `loss`, `reconstruction`, `kl` and `elbo` in nats per example."""
         self.check_data(x, y)
         validation_x, validation_y = validation_data, None
@@ -269,18 +270,39 @@ class BaseVAE(keras.Model):
             validation_x, validation_y = validation_data[0], (validation_data[1] if len(validation_data) > 1 else None)
         self.check_data(validation_x, validation_y, "validation_data")
         x, validation_data = self._checked_input(x), self._checked_input(validation_data, "validation_data")
+        gather_from = None  # the training arrays, when the compiled program gathers each batch from them
         if not validation_split and kwargs.get("sample_weight") is None:
             if validation_x is not None and _is_array(validation_x):
                 validation_data, _, _ = self._as_dataset(validation_x, validation_y, batch_size, False)
-            x, y, batch_size = self._as_dataset(x, y, batch_size, shuffle)
+            if _is_array(x) and self.compiled and self._fuses_steps():
+                x, gather_from = index_pipeline(x if y is None else (x, y), batch_size or DEFAULT_BATCH_SIZE,
+                                                shuffle=shuffle, seed=self.seed)
+                y = batch_size = None
+            else:
+                x, y, batch_size = self._as_dataset(x, y, batch_size, shuffle)
         if "steps_per_epoch" in kwargs or isinstance(x, tf.data.Dataset):
             self._fit_steps_per_execution_to(x, kwargs.get("steps_per_epoch"))
-        with _input_errors():
+        if gather_from is not None and not self._fuses_steps():  # an epoch too short to fuse: gather in the pipeline
+            x, gather_from = gathered(x, gather_from), None
+        with _input_errors(), self._gathering_from(gather_from):
             return super().fit(
                 x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
                 validation_split=validation_split, validation_data=validation_data,
                 shuffle=shuffle and not isinstance(x, tf.data.Dataset), **kwargs,
             )
+
+    @contextlib.contextmanager
+    def _gathering_from(self, arrays):
+        """While `fit` runs on batches of indices into `arrays` (tensors), its fused train function gathers each
+        batch from them inside the compiled program; nothing changes without `arrays`."""
+        train = self.make_train_function() if arrays is not None else None
+        if train is not None:
+            self.train_function = lambda iterator: train(iterator, arrays)
+        try:
+            yield
+        finally:
+            if train is not None:
+                self.train_function = train
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         """Keras's `evaluate` on images (and labels), checked as `fit` checks them: the held-out terms `fit` reports."""

@@ -92,9 +92,10 @@ class InverseAutoregressiveBijector(tfb.AutoCompositeTensorBijector):
     """The steps of an inverse autoregressive flow, from their MADE weights (as tensors) and a context h.
 
     `steps` holds, per step, (masked kernels, biases, context kernel); `context` is (B, c), broadcast over
-    leading sample axes of z; `update` is "gated" or "affine" (see the module docstring). Forward is one MADE pass per step; the inverse (needed only for codes this flow
-    did not make) solves each step's triangular system, d passes per step. A stopped copy (DReG, STL) always
-    inverts: its density must depend on z alone, so the cached base code cannot stand in for it.
+    leading sample axes of z; `update` is "gated" or "affine" (see the module docstring). Forward is one MADE
+    pass per step; the inverse (needed only for codes this flow did not make) solves each step's triangular
+    system, d passes per step. A stopped copy (DReG, STL) always inverts: its density must depend on z alone,
+    so the cached base code cannot stand in for it.
     """
 
     def __init__(self, steps, context, update="gated", validate_args=False, name="inverse_autoregressive_flow"):

@@ -139,8 +139,8 @@ def test_a_flows_update_is_named_checked_and_saved():
     again.set_weights(head.get_weights())
     z = tf.constant(RNG.normal(size=(4, 2, 3)), tf.float32)
     np.testing.assert_allclose(again(params).log_prob(z), head(params).log_prob(z), rtol=1e-5)  # the affine map, restored
-    # Each step's map against its closed form: the affine scale exp(s) is unbounded; the gated σ never exceeds
-    # 1 / sigmoid(2), and its shift is (1 − σ) m.
+    # Each step's map against its closed form: the affine step's scale exp(s) and shift m; the gated step's
+    # σ = sigmoid(s + 2) / sigmoid(2) and shift (1 − σ) m.
     m, s = tf.constant([0.5, -1.0, 2.0]), tf.constant([-3.0, 0.0, 6.0])
     scale, log_scale, shift = tfvae.flows.step_map(m, s, "affine")
     np.testing.assert_allclose(scale, np.exp(s), rtol=1e-6)
@@ -151,4 +151,3 @@ def test_a_flows_update_is_named_checked_and_saved():
     np.testing.assert_allclose(scale, sigma, rtol=1e-5)
     np.testing.assert_allclose(log_scale, np.log(sigma), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(shift, (1 - sigma) * m.numpy(), rtol=1e-5, atol=1e-6)
-    assert sigma.max() < 1 / scipy.special.expit(2) < np.exp(6.0)

@@ -27,6 +27,15 @@ def keep(batch):
     return tf.constant(True)
 
 
+def batches_of_sizes(x, sizes):
+    """A dataset of consecutive batches of `x` with the given sizes."""
+    ends = np.cumsum(sizes)
+    return tf.data.Dataset.from_generator(
+        lambda: (x[end - size:end] for size, end in zip(sizes, ends)),
+        output_signature=tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype)),
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "make_data",
@@ -35,8 +44,10 @@ def keep(batch):
         lambda x: {"x": x[:700], "batch_size": 64, "shuffle": False},
         # A dataset of unknown length: the function itself must signal the end of the epoch.
         lambda x: {"x": tf.data.Dataset.from_tensor_slices(x[:640]).batch(64).filter(keep)},
+        # Smaller batches mid-execution: the batches after one run one launch each, still in order.
+        lambda x: {"x": batches_of_sizes(x, [64, 40, 64, 64, 64, 64, 20, 64, 64])},
     ],
-    ids=["arrays with a smaller last batch", "dataset of unknown length"],
+    ids=["arrays with a smaller last batch", "dataset of unknown length", "smaller batches mid-execution"],
 )
 def test_fused_steps_train_exactly_like_one_step_per_launch(binarized_mnist, make_data):
     train, held_out = binarized_mnist

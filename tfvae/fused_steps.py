@@ -46,29 +46,33 @@ def fused_step_function(step_function, steps, results_function):
         available = tf.add_n([tf.cast(o.has_value(), tf.int32) for o in optionals])
 
         def run_available():
-            # The iterator fills a prefix of the slots; empty ones repeat the first batch, unused.
+            # The iterator fills a prefix of the slots; empty ones repeat the first batch, unused. The batches
+            # shaped like the first (all but an epoch's smaller last one) run stacked in one launch, the rest
+            # one launch each, in order.
             first = optionals[0].get_value()
             batches = [first] + [
                 tf.cond(o.has_value(), o.get_value, lambda: first) for o in optionals[1:]
             ]
-            same_shapes = tf.reduce_all(
-                [
-                    tf.reduce_all(tf.equal(tf.shape(a), tf.shape(b)))
-                    for batch in batches[1:]
-                    for a, b in zip(tf.nest.flatten(first), tf.nest.flatten(batch))
-                ]
-            )
+            shaped_like_first = [
+                tf.reduce_all([tf.reduce_all(tf.equal(tf.shape(a), tf.shape(b)))
+                               for a, b in zip(tf.nest.flatten(first), tf.nest.flatten(batch))])
+                for batch in batches
+            ]
+            leading = tf.minimum(available, tf.reduce_sum(tf.math.cumprod(tf.cast(shaped_like_first, tf.int32))))
+            stackable = [
+                tf.cond(same, lambda batch=batch: batch, lambda: first) for same, batch in zip(shaped_like_first, batches)
+            ]
+            stack = tf.nest.map_structure(lambda *parts: tf.stack(parts), *stackable)
+            ran_stacked = _done(run_stacked(stack, leading, gather_from))
 
-            def stacked():
-                stack = tf.nest.map_structure(lambda *parts: tf.stack(parts), *batches)
-                return _done(run_stacked(stack, available, gather_from))
-
-            def one_by_one():  # a smaller last batch cannot be stacked
+            def rest_one_by_one():
                 for index, batch in enumerate(batches):
-                    tf.cond(index < available, lambda batch=batch: _done(run_one(batch, gather_from)), lambda: tf.constant(True))
+                    tf.cond((leading <= index) & (index < available),
+                            lambda batch=batch: _done(run_one(batch, gather_from)), lambda: tf.constant(True))
                 return tf.constant(True)
 
-            return tf.cond(same_shapes, stacked, one_by_one)
+            with tf.control_dependencies([ran_stacked]):
+                return tf.cond(leading < available, rest_one_by_one, lambda: tf.constant(True))
 
         ran = tf.cond(available > 0, run_available, lambda: tf.constant(True))
         with tf.control_dependencies([ran]):

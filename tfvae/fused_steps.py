@@ -18,8 +18,9 @@ def fused_step_function(step_function, steps, results_function):
     batches and returns `results_function()` (the metric results) after
     running them; it raises `StopIteration` when the iterator is exhausted,
     as Keras expects. Batches of unequal shapes (a smaller last batch) run one
-    XLA launch each. Given `gather_from` (the arrays, as tensors), the iterator's
-    batches are indices into them (`tfvae.data.pipeline.index_pipeline`).
+    XLA launch each. Given `gather_from` (the arrays, as tensors), each element of
+    the iterator is instead a block of a call's batches of indices into them
+    (`tfvae.data.pipeline.index_blocks`), gathered inside the compiled program.
     """
     step = tf.autograph.experimental.do_not_convert(step_function)
 
@@ -41,7 +42,7 @@ def fused_step_function(step_function, steps, results_function):
 
     @tf.function(reduce_retracing=True)
     @tf.autograph.experimental.do_not_convert
-    def run_on_iterator(iterator, gather_from):
+    def run_on_iterator(iterator):
         optionals = [iterator.get_next_as_optional() for _ in range(steps)]
         available = tf.add_n([tf.cast(o.has_value(), tf.int32) for o in optionals])
 
@@ -63,12 +64,12 @@ def fused_step_function(step_function, steps, results_function):
                 tf.cond(same, lambda batch=batch: batch, lambda: first) for same, batch in zip(shaped_like_first, batches)
             ]
             stack = tf.nest.map_structure(lambda *parts: tf.stack(parts), *stackable)
-            ran_stacked = _done(run_stacked(stack, leading, gather_from))
+            ran_stacked = _done(run_stacked(stack, leading, None))
 
             def rest_one_by_one():
                 for index, batch in enumerate(batches):
                     tf.cond((leading <= index) & (index < available),
-                            lambda batch=batch: _done(run_one(batch, gather_from)), lambda: tf.constant(True))
+                            lambda batch=batch: _done(run_one(batch, None)), lambda: tf.constant(True))
                 return tf.constant(True)
 
             with tf.control_dependencies([ran_stacked]):
@@ -78,8 +79,28 @@ def fused_step_function(step_function, steps, results_function):
         with tf.control_dependencies([ran]):
             return available, results_function()
 
+    @tf.function(reduce_retracing=True)
+    @tf.autograph.experimental.do_not_convert
+    def run_block(iterator, gather_from):
+        block = iterator.get_next()  # ragged (steps, batch) indices: only the last batch may be smaller
+        lengths = block.row_lengths()
+        count = tf.cast(block.nrows(), tf.int32)
+
+        def all_stacked():
+            return _done(run_stacked(block.to_tensor(), count, gather_from))
+
+        def stacked_then_smaller_last():
+            with tf.control_dependencies([_done(run_stacked(block[:-1].to_tensor(), count - 1, gather_from))]):
+                return _done(run_one(block[-1], gather_from))
+
+        ran = tf.cond(tf.reduce_all(tf.equal(lengths, lengths[0])), all_stacked, stacked_then_smaller_last)
+        with tf.control_dependencies([ran]):
+            return results_function()
+
     def function(iterator, gather_from=None):
-        available, results = run_on_iterator(iterator, gather_from)
+        if gather_from is not None:
+            return run_block(iterator, gather_from)
+        available, results = run_on_iterator(iterator)
         if int(available) == 0:
             raise StopIteration
         return results

@@ -140,20 +140,29 @@ def array_pipeline(arrays, batch_size, shuffle=True, seed=None):
     batch is one gather, so no per-example work is paid. (images, labels) with few
     labels known are mixed as in `make_pipeline`.
     """
-    arrays = _as_tensors(arrays)
-    return _finish(gathered(_indices(arrays, batch_size, shuffle, seed), arrays))
-
-
-def gathered(indices, arrays):
-    """The batches of `arrays` that `index_pipeline`'s batches of `indices` point to."""
-    return indices.map(lambda index: tf.nest.map_structure(lambda array: tf.gather(array, index), arrays))
+    return gathered(*index_pipeline(arrays, batch_size, shuffle, seed))
 
 
 def index_pipeline(arrays, batch_size, shuffle=True, seed=None):
-    """(batches of indices, the arrays as tensors): `array_pipeline`'s batches before their gather, for a
-    training loop that gathers inside its compiled program (`tfvae.fused_steps`)."""
+    """(one epoch's batches of indices, the arrays as tensors): `array_pipeline` before its gather, for `gathered`
+    or `index_blocks`."""
     arrays = _as_tensors(arrays)
-    return _finish(_indices(arrays, batch_size, shuffle, seed)), arrays
+    return _indices(arrays, batch_size, shuffle, seed), arrays
+
+
+def gathered(indices, arrays):
+    """The batches of `arrays` that the batches of `indices` point to."""
+    return _finish(indices.map(lambda index: tf.nest.map_structure(lambda array: tf.gather(array, index), arrays)))
+
+
+def index_blocks(indices, steps):
+    """The batches of `indices`, `steps` at a time as ragged (steps, batch) blocks, epoch after epoch without end.
+
+    An epoch's last block may hold fewer batches, and only its last batch may be smaller. For a fused training
+    loop that draws one block per execution and gathers inside its compiled program (`tfvae.fused_steps`): the
+    input pipeline is paid once per execution rather than once per step, and one iterator lasts the whole fit.
+    """
+    return _finish(indices.ragged_batch(steps).repeat())
 
 
 def _finish(batches):

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tfvae import strategies
 from tfvae._version import __version__
-from tfvae.data.pipeline import array_pipeline, gathered, index_pipeline
+from tfvae.data.pipeline import array_pipeline, gathered, index_blocks, index_pipeline
 from tfvae.distributions import RANDOM_ALGORITHM
 from tfvae.errors import InvalidInput
 from tfvae.fused_steps import fused_step_function
@@ -261,8 +261,8 @@ class BaseVAE(keras.Model):
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, **kwargs):
         """Keras's `fit` on images: NumPy arrays (integer labels as `y` for models of labels; -1 = unknown where allowed) go
-        through tfvae's gather-by-index pipeline (where steps are fused, its indices only: the compiled program gathers
-        each batch); arrays and datasets are checked against the likelihood's support.
+        through tfvae's gather-by-index pipeline (where steps are fused, blocks of indices only, one per execution: the
+        compiled program gathers each batch); arrays and datasets are checked against the likelihood's support.
         Reports `loss`, `reconstruction`, `kl` and `elbo` in nats per example."""
         self.check_data(x, y)
         validation_x, validation_y = validation_data, None
@@ -274,16 +274,22 @@ class BaseVAE(keras.Model):
         if not validation_split and kwargs.get("sample_weight") is None:
             if validation_x is not None and _is_array(validation_x):
                 validation_data, _, _ = self._as_dataset(validation_x, validation_y, batch_size, False)
-            if _is_array(x) and self.compiled and self._fuses_steps():
-                x, gather_from = index_pipeline(x if y is None else (x, y), batch_size or DEFAULT_BATCH_SIZE,
-                                                shuffle=shuffle, seed=self.seed)
-                y = batch_size = None
+            if _is_array(x) and self.compiled and self._fuses_steps() and "steps_per_epoch" not in kwargs:
+                indices, arrays = index_pipeline(x if y is None else (x, y), batch_size or DEFAULT_BATCH_SIZE,
+                                                 shuffle=shuffle, seed=self.seed)
+                self._fit_steps_per_execution_to(indices)
+                if self._fuses_steps():  # one block of indices per execution, one iterator for the whole fit
+                    x, gather_from = index_blocks(indices, self.steps_per_execution), arrays
+                else:  # an epoch too short to fuse: gather in the pipeline
+                    x = gathered(indices, arrays)
+                y, batch_size, kwargs["steps_per_epoch"] = None, None, int(indices.cardinality())
             else:
+                arrays_alone = _is_array(x) and "steps_per_epoch" not in kwargs
                 x, y, batch_size = self._as_dataset(x, y, batch_size, shuffle)
+                if arrays_alone:  # Keras then makes one iterator per epoch, not two (the fused path's epochs exactly)
+                    kwargs["steps_per_epoch"] = int(x.cardinality())
         if "steps_per_epoch" in kwargs or isinstance(x, tf.data.Dataset):
             self._fit_steps_per_execution_to(x, kwargs.get("steps_per_epoch"))
-        if gather_from is not None and not self._fuses_steps():  # an epoch too short to fuse: gather in the pipeline
-            x, gather_from = gathered(x, gather_from), None
         with _input_errors(), self._gathering_from(gather_from):
             return super().fit(
                 x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
@@ -293,7 +299,7 @@ class BaseVAE(keras.Model):
 
     @contextlib.contextmanager
     def _gathering_from(self, arrays):
-        """While `fit` runs on batches of indices into `arrays` (tensors), its fused train function gathers each
+        """While `fit` runs on blocks of indices into `arrays` (tensors), its fused train function gathers each
         batch from them inside the compiled program; nothing changes without `arrays`."""
         train = self.make_train_function() if arrays is not None else None
         if train is not None:

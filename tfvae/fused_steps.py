@@ -17,9 +17,10 @@ def fused_step_function(step_function, steps, results_function):
     The returned function takes a `tf.data.Iterator`, draws up to `steps`
     batches and returns `results_function()` (the metric results) after
     running them; it raises `StopIteration` when the iterator is exhausted,
-    as Keras expects. Batches of unequal shapes (a smaller last batch) run one
-    XLA launch each. Given `gather_from` (the arrays, as tensors), each element of
-    the iterator is instead a block of a call's batches of indices into them
+    as Keras expects. Batches shaped like the call's first run stacked in one
+    launch, the others (an epoch's smaller last batch) one launch each. Given
+    `gather_from` (the arrays, as tensors), each element of the iterator is
+    instead a block of a call's batches of indices into them
     (`tfvae.data.pipeline.index_blocks`), gathered inside the compiled program.
     """
     step = tf.autograph.experimental.do_not_convert(step_function)

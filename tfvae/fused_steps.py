@@ -4,8 +4,9 @@ Keras runs each of the `steps_per_execution` steps as a separate XLA launch
 inside a TensorFlow while loop; on CPU every launch costs about as much as a
 small VAE's whole step. Here the batches of one execution are stacked and a
 single compiled program loops over them, the way TPU training loops run.
-Training on in-memory arrays goes further: the input pipeline moves batches of
-indices only, and each step gathers its batch from the arrays inside the program.
+Training on in-memory arrays goes further: the input pipeline moves one block of
+an execution's batches of indices per execution, and each step gathers its batch
+from the arrays inside the program.
 """
 
 import tensorflow as tf

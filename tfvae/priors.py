@@ -20,6 +20,12 @@ from tfvae.limits import MAX_CLASSES, MAX_LATENT_DIM, check_count
 # Pseudo-inputs a VampPrior may learn: each costs an encoder pass per training step.
 MAX_PSEUDO_INPUTS = 100_000
 
+# A VampPrior's pixels from its pseudo-inputs' weights w, and how w starts (see VampPrior).
+PSEUDO_INPUT_PIXELS = {
+    "clipped": (lambda w: tf.clip_by_value(w, 0.0, 1.0), lambda: keras.initializers.RandomNormal(mean=0.05, stddev=0.01)),
+    "sigmoid": (tf.sigmoid, lambda: keras.initializers.RandomNormal(stddev=0.1)),
+}
+
 tfd = tfp.distributions
 
 
@@ -154,16 +160,28 @@ class VampPrior(BasePrior):
     """The VampPrior (Tomczak & Welling 2018): p(z) = (1/K) Σ_k q(z | u_k), the mixture of the encoder's
     posteriors at K learned pseudo-inputs u_k in data space.
 
-    Pseudo-inputs are sigmoid(raw) images (pixels in (0, 1)), raw values starting as N(0, 0.1²) draws, trained
-    with the model. A model of labels gives pseudo-input k the label k mod C. For a flow posterior, each
-    component is its base Gaussian (the encoder's `mixture_component`). KL(q || p) is by Monte Carlo.
+    Pseudo-inputs are images of pixels in [0, 1]: by default `pixels="clipped"`, clip(w, 0, 1) with w starting
+    as N(0.05, 0.01²) draws (Tomczak & Welling's start and hard-tanh), so each of the optimizer's steps moves a
+    pixel by the full step; `"sigmoid"`, sigmoid(w) with w ~ N(0, 0.1²), is how VampPriors saved before the
+    option were trained (loading one without the option keeps it). A model of labels gives pseudo-input k the
+    label k mod C. For a flow posterior, each component is its base Gaussian (the encoder's
+    `mixture_component`). KL(q || p) is by Monte Carlo.
     """
 
-    def __init__(self, num_pseudo_inputs=500, latent_dim=None, image_shape=None, num_classes=0, **kwargs):
+    def __init__(self, num_pseudo_inputs=500, latent_dim=None, image_shape=None, num_classes=0, pixels="clipped",
+                 **kwargs):
         self.num_pseudo_inputs = check_count("num_pseudo_inputs", num_pseudo_inputs, maximum=MAX_PSEUDO_INPUTS)
+        if pixels not in PSEUDO_INPUT_PIXELS:
+            raise ValueError(f"Expected pixels to be one of {tuple(PSEUDO_INPUT_PIXELS)}. Received: pixels={pixels!r}")
+        self.pixels = pixels
         self.image_shape = None if image_shape is None else tuple(image_shape)
         self.num_classes = num_classes
         super().__init__(latent_dim=latent_dim, **kwargs)
+
+    @classmethod
+    def from_config(cls, config):
+        """A saved prior without `pixels` predates the option: its pseudo-inputs were sigmoid(w)."""
+        return cls(**{"pixels": "sigmoid", **config})
 
     def ready_to_build(self):
         return self.image_shape is not None
@@ -180,12 +198,11 @@ class VampPrior(BasePrior):
 
     def build_weights(self):
         self.raw_pseudo_inputs = self.add_weight(shape=(self.num_pseudo_inputs, *self.image_shape),
-                                                 initializer=keras.initializers.RandomNormal(stddev=0.1),
-                                                 name="raw_pseudo_inputs")
+                                                 initializer=PSEUDO_INPUT_PIXELS[self.pixels][1](), name="raw_pseudo_inputs")
 
     def pseudo_inputs(self):
-        """The K learned pseudo-inputs, images of pixels in (0, 1)."""
-        return tf.sigmoid(self.raw_pseudo_inputs)
+        """The K learned pseudo-inputs, images of pixels in [0, 1]."""
+        return PSEUDO_INPUT_PIXELS[self.pixels][0](self.raw_pseudo_inputs)
 
     def pseudo_labels(self):
         """The label of each pseudo-input in a model of labels, k mod C (None in a model of images alone)."""
@@ -207,7 +224,7 @@ class VampPrior(BasePrior):
 
     def get_config(self):
         return {**super().get_config(), "num_pseudo_inputs": self.num_pseudo_inputs, "image_shape": self.image_shape,
-                "num_classes": self.num_classes}
+                "num_classes": self.num_classes, "pixels": self.pixels}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")

@@ -154,7 +154,7 @@ def test_the_class_conditional_vamp_prior_mixes_each_classs_own_pseudo_inputs():
 def test_the_vamp_priors_pseudo_inputs_are_trained_and_saved(tmp_path, binarized_mnist):
     vae = tfvae.VAE.for_images((28, 28, 1), latent_dim=4, prior="vamp", seed=0)
     before = vae.prior.pseudo_inputs().numpy()
-    assert before.shape == (500, 28, 28, 1) and 0 < before.min() and before.max() < 1
+    assert before.shape == (500, 28, 28, 1) and 0 <= before.min() and before.max() <= 1
     vae.compile()
     vae.fit(binarized_mnist[0][:1000], batch_size=100, epochs=2, verbose=0)
     after = vae.prior.pseudo_inputs().numpy()
@@ -165,3 +165,16 @@ def test_the_vamp_priors_pseudo_inputs_are_trained_and_saved(tmp_path, binarized
     np.testing.assert_allclose(loaded.elbo(binarized_mnist[1][:10], seed=0), vae.elbo(binarized_mnist[1][:10], seed=0), rtol=1e-5)
     with pytest.raises(ValueError, match="defined through the encoder: call it as prior\\(encoder=vae.encoder\\)"):
         loaded.prior()
+
+
+def test_a_vamp_prior_saved_before_the_pixels_option_keeps_its_sigmoid():
+    config = VampPrior(7, latent_dim=3, image_shape=(6, 5, 1)).get_config()
+    del config["pixels"]
+    old = VampPrior.from_config(config)  # built at once: its latent and image shapes are known
+    w = old.raw_pseudo_inputs.numpy()
+    np.testing.assert_allclose(old.pseudo_inputs(), 1 / (1 + np.exp(-w)), rtol=1e-6)
+    clipped = VampPrior(7, latent_dim=3, image_shape=(6, 5, 1))
+    clipped.raw_pseudo_inputs.assign(np.linspace(-1, 2, 7 * 30).reshape(7, 6, 5, 1))
+    np.testing.assert_allclose(clipped.pseudo_inputs(), np.clip(np.linspace(-1, 2, 7 * 30).reshape(7, 6, 5, 1), 0, 1))
+    with pytest.raises(ValueError, match="Expected pixels to be one of \\('clipped', 'sigmoid'\\). Received: pixels='tanh'"):
+        VampPrior(7, pixels="tanh")

@@ -11,14 +11,15 @@ benchmarks/peers/pythae_requirements.txt. Every run is its own process, the syst
 
     python -m benchmarks.flexible [--quick] [--dataset fashion_mnist | mnist-test] [--epochs 20] [--k 5000]
         [--nll-examples 1000] [--models vae iaf vamp iaf+vamp "2 layers" "2 layers+vamp"] [--no-peer]
-        [--initializer default | glorot | he | torch] [--iaf-update gated | affine] [--seed 0]
+        [--initializer default | glorot | he | torch] [--iaf-update affine | gated] [--seed 0]
 
 `--initializer` re-initializes every Dense layer of tfvae's models after building them: `default` keeps tfvae's
 own (`tfvae.networks.fan_in_uniform` kernels, zero biases; records before 2026-12-07 name Keras's Glorot
 default, tfvae's until then, "keras"), `glorot` draws Glorot-uniform kernels (zero biases), `he` He-uniform ones
 (zero biases), `torch` kernels and biases as PyTorch's `nn.Linear` does, U(±1/√fan_in) (pythae's networks
 start so). `--iaf-update` is the flow's step (`tfvae.posteriors.InverseAutoregressiveFlow(update=...)`): tfvae's
-default "gated", or "affine", the update pythae's flow uses.
+default "affine", the update pythae's flow uses, or "gated" (records name the update they ran; flow records
+without `iaf_update` ran the gated one).
 """
 
 import json
@@ -64,7 +65,7 @@ def reinitialize(model, initializer, seed=0):
             layer.bias.assign(bias(layer.bias.shape))
 
 
-def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initializer="default", seed=0, iaf_update="gated"):
+def tfvae_worker(train_path, test_path, model, epochs, k, nll_examples, initializer="default", seed=0, iaf_update="affine"):
     """In a fresh process: one tfvae model trained and scored, as JSON."""
     import keras
 
@@ -121,7 +122,7 @@ def main():
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--initializer", choices=("default", "glorot", "he", "torch"), default="default",
                         help="how tfvae's Dense layers start [default: tfvae's own]")
-    parser.add_argument("--iaf-update", choices=("gated", "affine"), default="gated", help="the flow's step [default: gated]")
+    parser.add_argument("--iaf-update", choices=("affine", "gated"), default="affine", help="the flow's step [default: affine]")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.k, args.nll_examples = 2, 100, 100

@@ -151,3 +151,16 @@ def test_a_flows_update_is_named_checked_and_saved():
     np.testing.assert_allclose(scale, sigma, rtol=1e-5)
     np.testing.assert_allclose(log_scale, np.log(sigma), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(shift, (1 - sigma) * m.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_flow_saved_before_the_update_option_keeps_its_gated_steps():
+    head, _ = flow(update="gated")
+    config = head.get_config()
+    del config["update"]
+    old = InverseAutoregressiveFlow.from_config(config)
+    assert old.update == "gated" and InverseAutoregressiveFlow().update == "affine"
+    params = tf.constant(RNG.normal(size=(2, head.params_size(3))), tf.float32)
+    old.build(params.shape)
+    old.set_weights(head.get_weights())
+    z = tf.constant(RNG.normal(size=(4, 2, 3)), tf.float32)
+    np.testing.assert_allclose(old(params).log_prob(z), head(params).log_prob(z), rtol=1e-5)

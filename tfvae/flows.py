@@ -6,11 +6,11 @@ output i depend on inputs before i only. The flow itself is a `tfb` bijector bui
 tensors, so TFP's distribution algebra applies to it (sampling through it, log-densities, and the stopped copy
 DReG and STL take, `tfvae.distributions.stopped`).
 
-Each step maps z to scale ⊙ z + shift from [m, s] = MADE(z, h), h the encoder's context. The `"gated"` update
-(the default) is Kingma et al.'s numerically stable one: scale σ = sigmoid(s + 2) / sigmoid(2), with their
-forget bias of 2, and shift (1 − σ) ⊙ m; the `"affine"` update is their general form, scale exp(s) and shift m
-(pythae's). Either is the identity when a step's outputs are zero (log-determinant Σ log scale = 0). Steps
-alternate the order.
+Each step maps z to scale ⊙ z + shift from [m, s] = MADE(z, h), h the encoder's context. The `"affine"` update
+(the default) is Kingma et al.'s general form, scale exp(s) and shift m, the step of their released code and of
+pythae's; the `"gated"` update is their numerically stable one for deep stacks: scale σ = sigmoid(s + 2) /
+sigmoid(2), with their forget bias of 2, and shift (1 − σ) ⊙ m. Either is the identity when a step's outputs are
+zero (log-determinant Σ log scale = 0). Steps alternate the order.
 """
 
 import keras
@@ -92,13 +92,13 @@ class InverseAutoregressiveBijector(tfb.AutoCompositeTensorBijector):
     """The steps of an inverse autoregressive flow, from their MADE weights (as tensors) and a context h.
 
     `steps` holds, per step, (masked kernels, biases, context kernel); `context` is (B, c), broadcast over
-    leading sample axes of z; `update` is "gated" or "affine" (see the module docstring). Forward is one MADE
+    leading sample axes of z; `update` is "affine" or "gated" (see the module docstring). Forward is one MADE
     pass per step; the inverse (needed only for codes this flow did not make) solves each step's triangular
     system, d passes per step. A stopped copy (DReG, STL) always inverts: its density must depend on z alone,
     so the cached base code cannot stand in for it.
     """
 
-    def __init__(self, steps, context, update="gated", validate_args=False, name="inverse_autoregressive_flow"):
+    def __init__(self, steps, context, update="affine", validate_args=False, name="inverse_autoregressive_flow"):
         parameters = dict(locals())
         with tf.name_scope(name) as scope:
             self._update = update

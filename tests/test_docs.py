@@ -423,11 +423,11 @@ def test_the_search_box_finds_complete(served, browser):
     WebDriverWait(browser, 10).until(lambda d: field.is_displayed())
     field.click()
     field.send_keys("complete")
-    results = WebDriverWait(browser, 60).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, ".md-search-result__item") or None)
-    text = " ".join(result.text for result in results).lower()
-    assert "complete" in text, text[:2000]
-    links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, ".md-search-result__link")]
+    # The results are redrawn as each key arrives, so they are read in one script call, never element by element.
+    results_text = "return Array.from(document.querySelectorAll('.md-search-result__item')).map(e => e.innerText).join(' ')"
+    WebDriverWait(browser, 60).until(lambda d: "complete" in d.execute_script(results_text).lower(),
+                                     message="no search result mentions 'complete'")
+    links = browser.execute_script("return Array.from(document.querySelectorAll('.md-search-result__link')).map(a => a.href)")
     assert any("completion" in link for link in links), links
 
 

@@ -13,12 +13,14 @@ num_classes)` at its defaults unless options say otherwise.
 
     python -m benchmarks.conditional_generation [--quick] [--dataset fashion_mnist | mnist-test]
         [--epochs 10] [--seeds 0] [--samples 1000] [--latent-dim N] [--beta B] [--prior NAME] [--prior-draw-weight W]
-        [--architecture mlp | conv] [--binarize dynamic | none]
+        [--architecture mlp | conv] [--hidden-units 400] [--binarize dynamic | none]
 
 `fashion_mnist` trains on the 60k training split and tests on the 10k test split; `mnist-test` trains
 on MNIST `test[:8000]` (../shared/data/mnist) and tests on `test[8000:]`. `--binarize none` trains the model
 on the grey levels themselves (the Bernoulli cross-entropy of grey-level targets, as Keras's own VAE example
 trains; not a normalized likelihood of grey images) and scores its bound and reconstructions on grey test images.
+`--hidden-units` builds MLP networks with those hidden layers (`tfvae.networks.mlp_encoder`/`mlp_decoder`) in
+place of `for_images`'s, the other options applying as there.
 """
 
 import argparse
@@ -54,6 +56,22 @@ def share_correct(judge, images, labels):
     return float(np.mean(judged == labels)), [round(float(np.mean(judged[labels == c] == c)), 2) for c in range(10)]
 
 
+def conditional_model(image_shape, seed, hidden_units, options):
+    """`ConditionalVAE.for_images` with `options`, or with MLP networks of `hidden_units` when given."""
+    import tfvae
+    from tfvae import networks
+    from tfvae.priors import make_prior
+
+    if hidden_units is None:
+        return tfvae.ConditionalVAE.for_images(image_shape, num_classes=10, seed=seed, **options)
+    options = {"latent_dim": 20, "prior": "class_conditional", "prior_draw_weight": 0.1, **options}
+    latent_dim, prior = options.pop("latent_dim"), make_prior(options.pop("prior"), name="prior")
+    options.pop("architecture", None)
+    encoder = networks.mlp_encoder(image_shape, latent_dim, hidden_units=tuple(hidden_units), num_classes=10)
+    decoder = networks.mlp_decoder(image_shape, latent_dim, hidden_units=tuple(hidden_units), num_classes=10)
+    return tfvae.ConditionalVAE(encoder, decoder, prior=prior, seed=seed, **options)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 epoch, 200 samples")
@@ -66,13 +84,13 @@ def main():
     parser.add_argument("--prior", help="a prior's name in tfvae.registry.PRIORS [default: ConditionalVAE.for_images's]")
     parser.add_argument("--prior-draw-weight", type=float, help="Sohn et al.'s hybrid weight [default: the model's]")
     parser.add_argument("--architecture", choices=("mlp", "conv"), help="[default: ConditionalVAE.for_images's]")
+    parser.add_argument("--hidden-units", type=int, nargs="+", help="MLP hidden layers [default: for_images's]")
     parser.add_argument("--binarize", choices=("dynamic", "none"), default="dynamic",
                         help="the model's training images: binarized afresh each epoch, or grey levels")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.samples = 1, 200
 
-    import tfvae
     from tfvae.data import load_dataset
     from tfvae.evaluation import collect
 
@@ -93,7 +111,7 @@ def main():
                                             image_shape, seed)
         binary_judge = independent_classifier(load_dataset(split=train_split, **{**batches, "binarize": "dynamic"}),
                                               image_shape, seed)
-        model = tfvae.ConditionalVAE.for_images(image_shape, num_classes=10, seed=seed, **model_options)
+        model = conditional_model(image_shape, seed, args.hidden_units, model_options)
         model.compile()
         start = time.perf_counter()
         model.fit(load_dataset(split=train_split, **{**batches, "binarize": binarize}), epochs=args.epochs, verbose=0)
@@ -108,6 +126,7 @@ def main():
         rows.append({
             "dataset": args.dataset, "seed": seed, "epochs": args.epochs, "latent_dim": model.latent_dim,
             "architecture": args.architecture or "mlp", "binarize": args.binarize,
+            **({"hidden_units": args.hidden_units} if args.hidden_units else {}),
             "beta": model.initial_beta, "prior": type(model.prior).__name__, "prior_draw_weight": model.prior_draw_weight,
             "samples_of_requested_class": grey_share, "per_class": grey_per_class,
             "judge_accuracy_on_real": share_correct(grey_judge, real_test, test_labels)[0],

@@ -66,7 +66,7 @@ def conditional_model(image_shape, seed, hidden_units, options):
         return tfvae.ConditionalVAE.for_images(image_shape, num_classes=10, seed=seed, **options)
     options = {"latent_dim": 20, "prior": "class_conditional", "prior_draw_weight": 0.1, **options}
     latent_dim, prior = options.pop("latent_dim"), make_prior(options.pop("prior"), name="prior")
-    options.pop("architecture", None)
+    options.pop("architecture", None)  # "mlp" or unset: main refuses conv with hidden units
     encoder = networks.mlp_encoder(image_shape, latent_dim, hidden_units=tuple(hidden_units), num_classes=10)
     decoder = networks.mlp_decoder(image_shape, latent_dim, hidden_units=tuple(hidden_units), num_classes=10)
     return tfvae.ConditionalVAE(encoder, decoder, prior=prior, seed=seed, **options)
@@ -88,6 +88,10 @@ def main():
     parser.add_argument("--binarize", choices=("dynamic", "none"), default="dynamic",
                         help="the model's training images: binarized afresh each epoch, or grey levels")
     args = parser.parse_args()
+    if args.hidden_units and args.architecture == "conv":
+        parser.error("--hidden-units builds MLP networks; drop it, or --architecture conv")
+    if args.hidden_units and min(args.hidden_units) < 1:
+        parser.error("--hidden-units must be positive")
     if args.quick:
         args.epochs, args.samples = 1, 200
 

@@ -19,8 +19,7 @@ num_classes)` at its defaults unless options say otherwise.
 on MNIST `test[:8000]` (../shared/data/mnist) and tests on `test[8000:]`. `--binarize none` trains the model
 on the grey levels themselves (the Bernoulli cross-entropy of grey-level targets, as Keras's own VAE example
 trains; not a normalized likelihood of grey images) and scores its bound and reconstructions on grey test images.
-`--hidden-units` builds MLP networks with those hidden layers (`tfvae.networks.mlp_encoder`/`mlp_decoder`) in
-place of `for_images`'s, the other options applying as there.
+`--hidden-units` sizes the MLP's dense layers (`for_images(..., hidden_units=...)`).
 """
 
 import argparse
@@ -56,22 +55,6 @@ def share_correct(judge, images, labels):
     return float(np.mean(judged == labels)), [round(float(np.mean(judged[labels == c] == c)), 2) for c in range(10)]
 
 
-def conditional_model(image_shape, seed, hidden_units, options):
-    """`ConditionalVAE.for_images` with `options`, or with MLP networks of `hidden_units` when given."""
-    import tfvae
-    from tfvae import networks
-    from tfvae.priors import make_prior
-
-    if hidden_units is None:
-        return tfvae.ConditionalVAE.for_images(image_shape, num_classes=10, seed=seed, **options)
-    options = {"latent_dim": 20, "prior": "class_conditional", "prior_draw_weight": 0.1, **options}
-    latent_dim, prior = options.pop("latent_dim"), make_prior(options.pop("prior"), name="prior")
-    options.pop("architecture", None)  # "mlp" or unset: main refuses conv with hidden units
-    encoder = networks.mlp_encoder(image_shape, latent_dim, hidden_units=tuple(hidden_units), num_classes=10)
-    decoder = networks.mlp_decoder(image_shape, latent_dim, hidden_units=tuple(hidden_units), num_classes=10)
-    return tfvae.ConditionalVAE(encoder, decoder, prior=prior, seed=seed, **options)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 epoch, 200 samples")
@@ -88,13 +71,10 @@ def main():
     parser.add_argument("--binarize", choices=("dynamic", "none"), default="dynamic",
                         help="the model's training images: binarized afresh each epoch, or grey levels")
     args = parser.parse_args()
-    if args.hidden_units and args.architecture == "conv":
-        parser.error("--hidden-units builds MLP networks; drop it, or --architecture conv")
-    if args.hidden_units and min(args.hidden_units) < 1:
-        parser.error("--hidden-units must be positive")
     if args.quick:
         args.epochs, args.samples = 1, 200
 
+    import tfvae
     from tfvae.data import load_dataset
     from tfvae.evaluation import collect
 
@@ -107,7 +87,8 @@ def main():
     scored_test = real_test if binarize is None else binary_test  # test images like the training images
     model_options = {key: value for key, value in (("latent_dim", args.latent_dim), ("beta", args.beta), ("prior", args.prior),
                                                    ("prior_draw_weight", args.prior_draw_weight),
-                                                   ("architecture", args.architecture)) if value is not None}
+                                                   ("architecture", args.architecture), ("hidden_units", args.hidden_units))
+                     if value is not None}
     rows = []
     for seed in args.seeds:
         batches = {"seed": seed, **options, "shuffle": True, "batch_size": 128}
@@ -115,7 +96,7 @@ def main():
                                             image_shape, seed)
         binary_judge = independent_classifier(load_dataset(split=train_split, **{**batches, "binarize": "dynamic"}),
                                               image_shape, seed)
-        model = conditional_model(image_shape, seed, args.hidden_units, model_options)
+        model = tfvae.ConditionalVAE.for_images(image_shape, num_classes=10, seed=seed, **model_options)
         model.compile()
         start = time.perf_counter()
         model.fit(load_dataset(split=train_split, **{**batches, "binarize": binarize}), epochs=args.epochs, verbose=0)

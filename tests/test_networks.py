@@ -66,3 +66,42 @@ def test_dense_layers_start_uniform_within_one_over_root_fan_in(architecture):
         if kernel.size >= 5000:  # enough draws for the standard deviation to within 3%
             np.testing.assert_allclose(kernel.std(), bound / np.sqrt(3), rtol=0.03)
         np.testing.assert_array_equal(bias, 0.0)
+
+
+def _dense_units(network):
+    import keras
+
+    return [layer.units for layer in network.body.layers if isinstance(layer, keras.layers.Dense)]
+
+
+def test_for_images_sizes_every_network_of_the_mlp_with_hidden_units():
+    """`hidden_units` reaches the encoder, decoder (and M2's classifier) of `for_images`, the model kinds that
+    build on it included, and survives a `.keras` round trip."""
+    import keras
+
+    import tfvae
+
+    vae = tfvae.VAE.for_images((4, 5, 1), latent_dim=3, hidden_units=(16, 8))
+    assert _dense_units(vae.encoder) == [16, 8] and _dense_units(vae.decoder) == [16, 8, 20]
+    conditional = tfvae.ConditionalVAE.for_images((4, 5, 1), num_classes=3, latent_dim=2, hidden_units=(7,))
+    assert _dense_units(conditional.encoder)[0] == 7 and _dense_units(conditional.decoder)[0] == 7
+    m2 = tfvae.SemiSupervisedVAE.for_images((4, 5, 1), num_classes=3, latent_dim=2, hidden_units=(9, 5))
+    assert [_dense_units(part)[:2] for part in (m2.encoder, m2.decoder, m2.classifier)] == [[9, 5]] * 3
+    assert _dense_units(tfvae.VAE.for_images((4, 5, 1), latent_dim=3).encoder) == [400]  # the default
+
+    x = (np.random.default_rng(0).random((2, 4, 5, 1)) < 0.5).astype(np.float32)
+    restored = keras.models.model_from_json(vae.to_json())
+    assert _dense_units(restored.encoder) == [16, 8]
+    restored.set_weights(vae.get_weights())
+    np.testing.assert_allclose(restored.encode(x).mean(), vae.encode(x).mean(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"architecture": "conv", "hidden_units": (64,)}, r"hidden_units sizes the MLP's dense layers; architecture='conv'"),
+    ({"hidden_units": (64, 0)}, r"Expected hidden_units to be positive ints"),
+])
+def test_for_images_refuses_hidden_units_it_cannot_use(options, message):
+    import tfvae
+
+    with pytest.raises(ValueError, match=message):
+        tfvae.VAE.for_images((28, 28, 1), latent_dim=2, **options)

@@ -402,16 +402,35 @@ def networks_for(architecture):
 
 
 def image_networks(input_shape, latent_dim, architecture="mlp", likelihood="bernoulli", gaussian_scale=0.1, num_classes=0,
-                   missing_data=False, posterior="diagonal"):
+                   missing_data=False, posterior="diagonal", hidden_units=None):
     """(encoder, decoder) of `architecture` for images of `input_shape`, conditioned on `num_classes` classes if > 0.
 
     `gaussian_scale` (a float σ, or "learned") applies to `likelihood="gaussian"` only; with
     `missing_data` the encoder takes images whose missing pixels are NaN; `posterior` names the
-    encoder's head (`tfvae.registry.POSTERIORS`) or is one.
+    encoder's head (`tfvae.registry.POSTERIORS`) or is one; `hidden_units` sizes an MLP's dense
+    layers (`mlp_size`).
     """
     make_encoder, make_decoder, _ = networks_for(architecture)
+    size = mlp_size(architecture, hidden_units)
     likelihood_options = {"scale": gaussian_scale} if likelihood == "gaussian" else {}
     return (
-        make_encoder(input_shape, latent_dim, num_classes=num_classes, missing_data=missing_data, posterior=posterior),
-        make_decoder(input_shape, latent_dim, likelihood=likelihood, num_classes=num_classes, **likelihood_options),
+        make_encoder(input_shape, latent_dim, num_classes=num_classes, missing_data=missing_data, posterior=posterior,
+                     **size),
+        make_decoder(input_shape, latent_dim, likelihood=likelihood, num_classes=num_classes, **size,
+                     **likelihood_options),
     )
+
+
+def mlp_size(architecture, hidden_units):
+    """The builders' keyword for an MLP's `hidden_units` (none when None: each builder's own default, (400,)).
+
+    Only the MLP takes them: a conv network's sizes are its builders' own options (`conv_encoder`, ...).
+    """
+    if hidden_units is None:
+        return {}
+    if networks_for(architecture) is not MLP:
+        raise ValueError(
+            f"hidden_units sizes the MLP's dense layers; architecture={architecture!r} has its own sizes. Leave "
+            "hidden_units unset, or build the networks with tfvae.networks (e.g. conv_encoder(..., hidden_units=...))."
+        )
+    return {"hidden_units": _check_units("hidden_units", hidden_units)}

@@ -72,12 +72,14 @@ class SemiSupervisedVAE(VAE):
     @classmethod
     def for_images(cls, input_shape, num_classes, latent_dim=50, architecture="mlp", likelihood="bernoulli",
                    gaussian_scale=0.1, prior="standard_normal", posterior="diagonal", alpha=10.0, bound_weighting="data",
-                   **vae_options):
+                   hidden_units=None, **vae_options):
         """M2 with MLP or conv networks; the classifier has the encoder's body. Options as `VAE.for_images`."""
         networks.check_num_classes(num_classes, minimum=2)
         encoder, decoder, prior = image_parts(input_shape, latent_dim, architecture, likelihood, gaussian_scale,
-                                              prior=prior, posterior=posterior, num_classes=num_classes)
-        classifier = networks.networks_for(architecture).classifier(input_shape, num_classes)
+                                              prior=prior, posterior=posterior, num_classes=num_classes,
+                                              hidden_units=hidden_units)
+        classifier = networks.networks_for(architecture).classifier(
+            input_shape, num_classes, **networks.mlp_size(architecture, hidden_units))
         return cls(encoder, decoder, classifier, prior=prior, alpha=alpha, bound_weighting=bound_weighting, **vae_options)
 
     @classmethod

@@ -32,10 +32,10 @@ SAMPLE_MODES = {
 
 
 def image_parts(input_shape, latent_dim=20, architecture="mlp", likelihood="bernoulli", gaussian_scale=0.1,
-                missing_data=False, prior="standard_normal", posterior="diagonal", num_classes=0):
+                missing_data=False, prior="standard_normal", posterior="diagonal", num_classes=0, hidden_units=None):
     """(encoder, decoder, prior) for images of `input_shape`, as `VAE.for_images` describes them."""
     encoder, decoder = networks.image_networks(input_shape, latent_dim, architecture, likelihood, gaussian_scale,
-                                               num_classes, missing_data, posterior)
+                                               num_classes, missing_data, posterior, hidden_units)
     return encoder, decoder, make_prior(prior, name="prior") if isinstance(prior, str) else prior
 
 
@@ -157,6 +157,7 @@ class VAE(BaseVAE):
         prior="standard_normal",
         posterior="diagonal",
         num_classes=0,
+        hidden_units=None,
         **vae_options,
     ):
         """The common case: an MLP or conv encoder/decoder pair for images of `input_shape`.
@@ -164,10 +165,11 @@ class VAE(BaseVAE):
         `prior` and `posterior` are names in `tfvae.registry` ("standard_normal" or "mixture";
         "diagonal" or "full_covariance") or parts themselves; `gaussian_scale` (a float σ, or
         "learned") applies to `likelihood="gaussian"` only; `missing_data=True` trains on images
-        whose missing pixels are NaN; `num_classes` > 0 conditions both networks on a label.
+        whose missing pixels are NaN; `num_classes` > 0 conditions both networks on a label;
+        `hidden_units` (MLP only) sizes both networks' dense layers, e.g. (1024, 1024) [default (400,)].
         """
         encoder, decoder, prior = image_parts(input_shape, latent_dim, architecture, likelihood, gaussian_scale,
-                                              missing_data, prior, posterior, num_classes)
+                                              missing_data, prior, posterior, num_classes, hidden_units)
         return cls(encoder, decoder, prior=prior, **vae_options)
 
     @classmethod

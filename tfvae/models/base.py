@@ -288,8 +288,8 @@ class BaseVAE(keras.Model):
                 x, y, batch_size = self._as_dataset(x, y, batch_size, shuffle)
                 if arrays_alone:  # Keras then makes one iterator per epoch, not two (the fused path's epochs exactly)
                     kwargs["steps_per_epoch"] = int(x.cardinality())
-        if "steps_per_epoch" in kwargs or isinstance(x, tf.data.Dataset):
-            self._fit_steps_per_execution_to(x, kwargs.get("steps_per_epoch"))
+        if gather_from is None and ("steps_per_epoch" in kwargs or isinstance(x, tf.data.Dataset)):
+            self._fit_steps_per_execution_to(x, kwargs.get("steps_per_epoch"))  # the fused arrays path did above
         with _input_errors(), self._gathering_from(gather_from):
             return super().fit(
                 x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,

@@ -14,7 +14,7 @@ from click.core import ParameterSource
 from tfvae import registry
 from tfvae._version import __version__
 from tfvae.config import default
-from tfvae.limits import MAX_GRID_IMAGES, MAX_LATENT_DIM
+from tfvae.limits import MAX_GRID_IMAGES, MAX_HIDDEN_UNITS, MAX_LATENT_DIM
 from tfvae.names import (
     BINARIZATIONS,
     BOUND_WEIGHTINGS,
@@ -137,10 +137,13 @@ def _default_text(name):
     return "; ".join([shown(default(name)), *kinds])
 
 
-class LatentDims(click.ParamType):
-    """Comma-separated positive whole numbers, e.g. 100,50."""
+class Units(click.ParamType):
+    """Comma-separated whole numbers from 1 to `maximum` (units of layers), e.g. 100,50."""
 
     name = "N,N,..."
+
+    def __init__(self, maximum, example):
+        self.maximum, self.example = maximum, example
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
@@ -149,9 +152,9 @@ class LatentDims(click.ParamType):
             units = tuple(int(part) for part in str(value).split(","))
         except ValueError:
             units = ()
-        if not units or min(units) < 1 or max(units) > MAX_LATENT_DIM:
-            self.fail(f"expected comma-separated whole numbers from 1 to {MAX_LATENT_DIM}, e.g. 100,50; got {value!r}",
-                      param, ctx)
+        if not units or min(units) < 1 or max(units) > self.maximum:
+            self.fail(f"expected comma-separated whole numbers from 1 to {self.maximum}, e.g. {self.example}; "
+                      f"got {value!r}", param, ctx)
         return units
 
 
@@ -187,8 +190,11 @@ def _choice(kind):
               help=_parts_help("architecture"))
 @click.option("--latent-dim", type=click.IntRange(1, MAX_LATENT_DIM), default=default("latent_dim"),
               show_default=_default_text("latent_dim"))
-@click.option("--latent-dims", type=LatentDims(), default=",".join(map(str, default("latent_dims"))),
+@click.option("--latent-dims", type=Units(MAX_LATENT_DIM, "100,50"),
+              default=",".join(map(str, default("latent_dims"))),
               help="Hierarchical: units of each stochastic layer, bottom up, e.g. 100,50.")
+@click.option("--hidden-units", type=Units(MAX_HIDDEN_UNITS, "1024,1024"), default=None,
+              help="The MLP's dense layers, e.g. 1024,1024 (for --model semi-supervised, M1's). [default: 400]")
 @click.option("--latent-type", type=click.Choice(LATENT_TYPES), default=default("latent_type"),
               help="Hierarchical: Gaussian layers, or binary ones (a sigmoid belief network).")
 @click.option("--likelihood", type=_choice("likelihood"), default=default("likelihood"), help=_parts_help("likelihood"))

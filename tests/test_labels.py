@@ -309,7 +309,7 @@ def test_cli_semi_supervised_trains_m1_then_m2_resumes_and_serves(tmp_path):
     run, export_dir = tmp_path / "run", tmp_path / "export"
     options = ["train", *MNIST_CLI, "--model", "semi-supervised", "--labeled-examples", "100", "--train-split", "test[:2000]",
                "--eval-split", "test[9000:9500]", "--m1-epochs", "2", "--latent-dim", "8", "--log-likelihood-samples", "5",
-               "--output-dir", str(run), "--export-dir", str(export_dir), "--quiet"]
+               "--hidden-units", "64,32", "--output-dir", str(run), "--export-dir", str(export_dir), "--quiet"]
     result = invoke_cli(*options, "--epochs", "1")
     assert result.exit_code == 0, result.output
     assert "M1+M2, stage 1" in result.output
@@ -322,6 +322,9 @@ def test_cli_semi_supervised_trains_m1_then_m2_resumes_and_serves(tmp_path):
     assert 0 < metrics["accuracy"] <= 1 and metrics["elbo"] < metrics["log_likelihood"] < 0, metrics
     model = tfvae.load_model(run)
     assert isinstance(model, tfvae.StackedSemiSupervisedVAE) and not model.m1.trainable
+    dense_units = lambda network: [layer.units for layer in network.body.layers if isinstance(layer, keras.layers.Dense)]
+    assert m1_config["hidden_units"] == (64, 32) and dense_units(model.m1.encoder) == [64, 32]  # --hidden-units sizes M1
+    assert dense_units(model.m2.encoder) == [500]  # M2 on the codes keeps the paper's size
 
     m1_files = {path: path.stat().st_mtime_ns for path in (run / "m1").rglob("*") if path.is_file()}
     result = invoke_cli(*options, "--epochs", "2", "--resume")  # M1 is finished: M2 continues from its checkpoint

@@ -119,6 +119,27 @@ def test_the_run_configuration_is_split_by_concern_and_reads_old_flat_records(tm
         RunConfig.from_flat(prior="vampire").validate()
 
 
+def test_hidden_units_size_the_one_layer_mlps_a_run_builds_and_are_recorded(tmp_path):
+    import types
+
+    config = RunConfig.from_flat(hidden_units=[64, 32]).validate()  # as JSON gives them
+    assert config.model.hidden_units == (64, 32)
+    (tmp_path / "run.json").write_text(json.dumps(config.to_json()))
+    assert read_run_config(tmp_path / "run.json") == config
+    info = types.SimpleNamespace(image_shape=(6, 5, 1), num_classes=3, num_labeled=10, num_examples=100)
+    for kind in ("vae", "conditional", "m2"):
+        model = registry.lookup("model", kind).from_run_config(RunConfig.for_model(kind, hidden_units=(16, 8)).model, info)
+        assert [layer.units for layer in model.encoder.body.layers if isinstance(layer, keras.layers.Dense)] == [16, 8]
+    for settings, message in (
+        ({"architecture": "conv", "hidden_units": (64,)}, "--hidden-units sizes the MLP's dense layers, not --architecture conv's"),
+        ({"model": "hierarchical", "hidden_units": (64,)}, "--hidden-units applies to --model .* not to --model hierarchical"),
+        ({"hidden_units": (64, 0)}, "Expected hidden_units >= 1"),
+        ({"hidden_units": 64}, "Expected hidden_units to be a tuple of ints"),
+    ):
+        with pytest.raises(RunError, match=message):
+            RunConfig.from_flat(**settings).validate()
+
+
 def test_the_command_line_takes_its_defaults_and_choices_from_the_library():
     from tfvae.cli.main import train
 

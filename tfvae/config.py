@@ -36,6 +36,7 @@ class ModelConfig:
     architecture: str = "mlp"
     latent_dim: int = 20  # Kingma & Welling's MNIST experiments use 2 to 200
     latent_dims: tuple = (100, 50)  # hierarchical: units of each stochastic layer, bottom up (Burda et al.'s two layers)
+    hidden_units: tuple | None = None  # the MLP's dense layers (M1's, for semi-supervised); None: one of 400 units
     latent_type: str = "gaussian"  # hierarchical: "gaussian" or "bernoulli" (a sigmoid belief network)
     prior: str = "standard_normal"  # tfvae.registry.PRIORS
     posterior: str = "diagonal"  # tfvae.registry.POSTERIORS
@@ -108,7 +109,7 @@ PRETRAINS_VAE = ("semi-supervised",)
 ONE_LAYER = tuple(kind for kind in registry.MODELS if kind != "hierarchical")
 KIND_SETTINGS = {"alpha": FEW_LABELS, "bound_weighting": FEW_LABELS, "labeled_examples": FEW_LABELS,
                  "m1_epochs": PRETRAINS_VAE, "latent_dims": ("hierarchical",), "latent_type": ("hierarchical",),
-                 "latent_dim": ONE_LAYER, "posterior": ONE_LAYER, "architecture": ONE_LAYER,
+                 "latent_dim": ONE_LAYER, "posterior": ONE_LAYER, "architecture": ONE_LAYER, "hidden_units": ONE_LAYER,
                  "missing": ("vae", "conditional")}  # a classifier q(y|x) and a Helmholtz chain need whole images
 
 
@@ -168,8 +169,9 @@ class RunConfig:
         unknown = sorted(set(settings) - set(SECTION_OF))
         if unknown:
             raise RunError(f"Unknown run settings: {', '.join(unknown)}. Expected some of: {', '.join(SECTION_OF)}.")
-        if isinstance(settings.get("latent_dims"), (list, tuple)):
-            settings["latent_dims"] = tuple(settings["latent_dims"])  # JSON gives lists
+        for name in ("latent_dims", "hidden_units"):
+            if isinstance(settings.get(name), (list, tuple)):
+                settings[name] = tuple(settings[name])  # JSON gives lists
         grouped = {section: {} for section in SECTIONS}
         for name, value in settings.items():
             grouped[SECTION_OF[name]][name] = value
@@ -225,12 +227,16 @@ class RunConfig:
     def _validate(self):
         data, model, optimization, execution, output = (self.data, self.model, self.optimization, self.execution,
                                                         self.output)
+        if not (model.hidden_units is None or isinstance(model.hidden_units, tuple)):
+            raise RunError(f"Expected hidden_units to be a tuple of ints, e.g. (400, 400). Received: "
+                           f"hidden_units={model.hidden_units!r}")
         for name, value, minimum in (
             ("latent_dim", model.latent_dim, 1), ("num_samples", model.num_samples, 1), ("epochs", optimization.epochs, 1),
             ("batch_size", optimization.batch_size, 1), ("steps_per_execution", execution.steps_per_execution, 1),
             ("warmup_epochs", optimization.warmup_epochs, 0), ("log_likelihood_samples", output.log_likelihood_samples, 0),
             ("m1_epochs", optimization.m1_epochs, 1),
             *(("latent_dims", units, 1) for units in model.latent_dims),
+            *(("hidden_units", units, 1) for units in model.hidden_units or ()),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise RunError(f"Expected {name} >= {minimum}. Received: {name}={value!r}")
@@ -257,6 +263,9 @@ class RunConfig:
         flat = self.flat()
         changed = [name for name in KIND_SETTINGS if flat[name] != default(name)]
         check_applies(model.model, changed)
+        if model.hidden_units is not None and model.architecture != "mlp":
+            raise RunError(f"--hidden-units sizes the MLP's dense layers, not --architecture {model.architecture}'s. "
+                           "Leave --hidden-units out, or train --architecture mlp.")
         if data.labeled_examples is not None and (
                 isinstance(data.labeled_examples, bool) or not isinstance(data.labeled_examples, int)
                 or data.labeled_examples < 1):

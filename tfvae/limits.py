@@ -3,6 +3,8 @@ command line can use them without importing TensorFlow)."""
 
 # A typo such as --latent-dim 2147483648 would otherwise ask for terabytes before any message.
 MAX_LATENT_DIM = 65536
+# Units of one dense layer the command line builds, for the same reason.
+MAX_HIDDEN_UNITS = 65536
 # Classes of a conditional or semi-supervised model (M2 evaluates its bound once per class).
 MAX_CLASSES = 1000
 # Images in one PNG grid from the command line.

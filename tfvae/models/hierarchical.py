@@ -60,7 +60,7 @@ class HierarchicalVAE(VAE):
     @classmethod
     def from_run_config(cls, model, info, seed=None, missing_data=False):
         options = cls._run_options(model, seed)
-        for name in ("latent_dim", "architecture", "posterior"):  # set by the layers themselves
+        for name in ("latent_dim", "architecture", "hidden_units", "posterior"):  # set by the layers themselves
             options.pop(name)
         return cls.for_images(info.image_shape, latent_dims=model.latent_dims, latent_type=model.latent_type, **options)
 

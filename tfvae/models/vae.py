@@ -183,7 +183,8 @@ class VAE(BaseVAE):
         """The `for_images` options every kind of model takes from a run's `ModelConfig`, and the run's seed."""
         return {
             "seed": seed,
-            "latent_dim": model.latent_dim, "architecture": model.architecture, "likelihood": model.likelihood,
+            "latent_dim": model.latent_dim, "architecture": model.architecture, "hidden_units": model.hidden_units,
+            "likelihood": model.likelihood,
             "gaussian_scale": model.gaussian_scale, "prior": model.prior, "posterior": model.posterior,
             "beta": model.beta, "kl": model.kl, "num_samples": model.num_samples, "objective": model.objective,
             "gradient_estimator": model.gradient_estimator, "prior_draw_weight": model.prior_draw_weight,

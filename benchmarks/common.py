@@ -34,6 +34,16 @@ def peer_benchmark_parser(description, epochs, quick, peer_venv):
     return parser
 
 
+def cpu_model():
+    """The processor's model name (from /proc/cpuinfo where there is one): ratios between systems depend on it."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or "unknown"
+
+
 def machine():
     import keras
     import tensorflow as tf
@@ -41,6 +51,7 @@ def machine():
 
     return {
         "cpus": os.cpu_count(),
+        "cpu": cpu_model(),
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,

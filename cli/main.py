@@ -13,7 +13,7 @@ from click.core import ParameterSource
 
 from tfvae import registry
 from tfvae._version import __version__
-from tfvae.config import default
+from tfvae.config import data_source_for, default
 from tfvae.limits import MAX_GRID_IMAGES, MAX_HIDDEN_UNITS, MAX_LATENT_DIM
 from tfvae.names import (
     BINARIZATIONS,
@@ -36,7 +36,7 @@ Examples:
   tfvae train --dataset fashion_mnist --epochs 10
   tfvae train --dataset mnist --data-dir ../shared/data/mnist \\
       --train-split 'test[:8000]' --eval-split 'test[8000:]'
-  tfvae evaluate runs/latest --dataset fashion_mnist --json
+  tfvae evaluate runs/latest --json
   tfvae sample runs/latest -n 64 --out grid.png
   tfvae export runs/latest --export-dir saved_models/fashion_mnist
 """
@@ -83,16 +83,27 @@ def picture_out(picture, default):
     return decorate
 
 
-def data_options(command):
-    """--dataset, --data-dir and --no-download, shared by every command that reads data."""
+def data_options(command, from_run=False):
+    """--dataset, --data-dir and --no-download, shared by every command that reads data. For a command reading a
+    MODEL (`from_run`), the first two default to its run's own (`tfvae.config.data_source_for`)."""
     command = click.option("--no-download", is_flag=True, help="Never download: use local data only.")(command)
     command = click.option(
         "--data-dir",
         type=click.Path(),
-        default=default("data_dir"),
-        help="A folder of IDX files, a .npz file, or a TFDS data directory.",
+        default=None if from_run else default("data_dir"),
+        help="A folder of IDX files, a .npz file, or a TFDS data directory." + (" [default: the run's]" if from_run else ""),
     )(command)
-    return click.option("--dataset", default=default("dataset"), help="A TFDS image dataset name (see `tfvae datasets`).")(command)
+    return click.option(
+        "--dataset",
+        default=None if from_run else default("dataset"),
+        help="A TFDS image dataset name (see `tfvae datasets`)."
+        + (f" [default: the run's; {default('dataset')} for a .keras file]" if from_run else ""),
+    )(command)
+
+
+def model_data_options(command):
+    """`data_options` for commands reading a MODEL: its run's dataset unless told otherwise."""
+    return data_options(command, from_run=True)
 
 
 class _EchoHandler(logging.Handler):
@@ -292,7 +303,7 @@ def _held_out(vae, dataset, split, data_dir, no_download, limit=None):
 
 @main.command(context_settings=CONTEXT)
 @click.argument("model", type=click.Path(exists=True))
-@data_options
+@model_data_options
 @click.option("--split", default="test")
 @click.option("--log-likelihood-samples", type=click.IntRange(min=0), default=1000, help="K for the importance-sampled log p(x); 0 skips it.")
 @click.option("--seed", type=int, default=0)
@@ -307,6 +318,7 @@ def evaluate(model, dataset, data_dir, no_download, split, log_likelihood_sample
     from tfvae.evaluation import evaluate as run
 
     vae = load_model(model)
+    dataset, data_dir = data_source_for(model, dataset, data_dir)
     images, labels = _held_out(vae, dataset, split, data_dir, no_download)
     metrics = run(vae, images, log_likelihood_samples, seed, labels=labels)
     click.echo(json.dumps(metrics, indent=2) if as_json else _format_metrics(metrics))
@@ -329,7 +341,7 @@ def sample(model, num_images, seed, label, out):
 
 @main.command(context_settings=CONTEXT)
 @click.argument("model", type=click.Path(exists=True))
-@data_options
+@model_data_options
 @click.option("--split", default="test")
 @click.option("-n", "--num-images", type=click.IntRange(1, MAX_GRID_IMAGES), default=32)
 @user_errors
@@ -340,6 +352,7 @@ def reconstruct(model, dataset, data_dir, no_download, split, num_images, out):
     from tfvae.images import save_reconstructions
 
     vae = load_model(model)
+    dataset, data_dir = data_source_for(model, dataset, data_dir)
     held_out, labels = _held_out(vae, dataset, split, data_dir, no_download, limit=num_images)
     click.echo(f"Wrote {save_reconstructions(vae, held_out, out, labels=labels)}")
 
@@ -365,7 +378,7 @@ def export(model, export_dir, version):
 
 @main.command(context_settings=CONTEXT)
 @click.argument("model", type=click.Path(exists=True))
-@data_options
+@model_data_options
 @click.option("--split", default="test", help="The images to complete.")
 @click.option("--train-split", help="Split whose per-pixel means are the baseline [default: the run's training split, or 'train'].")
 @click.option("--mask", default="top_half", show_default=True, help=f"Observed pixels: {', '.join(MASKS)}.")
@@ -391,6 +404,7 @@ def complete(model, dataset, data_dir, no_download, split, train_split, mask, me
     from tfvae.images import save_completions
 
     vae = load_model(model)
+    dataset, data_dir = data_source_for(model, dataset, data_dir)
     if train_split is None:
         run_config = run_config_beside(model)
         train_split = run_config.data.train_split if run_config else "train"
@@ -423,7 +437,7 @@ def complete(model, dataset, data_dir, no_download, split, train_split, mask, me
 
 @main.command(context_settings=CONTEXT)
 @click.argument("model", type=click.Path(exists=True))
-@data_options
+@model_data_options
 @click.option("--split", default="test", help="Held-out images to encode and interpolate.")
 @click.option("-n", "--num-images", type=click.IntRange(2, 20000), default=5000, help="Images in the latent-space plot.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="explore", show_default=True)
@@ -443,6 +457,7 @@ def explore(model, dataset, data_dir, no_download, split, num_images, out_dir, o
     for picture in plots.PICTURES:
         check_picture_path(pathlib.Path(out_dir) / f"{picture}.png", picture, "--out-dir", overwrite)
     vae = load_model(model)
+    dataset, data_dir = data_source_for(model, dataset, data_dir)
     options = {"split": split, "data_dir": data_dir, "download": not no_download, "binarize": "static", "shuffle": False,
                "batch_size": 500}
     try:
@@ -461,7 +476,7 @@ def explore(model, dataset, data_dir, no_download, split, num_images, out_dir, o
 
 @main.command("gradient-variance", context_settings=CONTEXT)
 @click.argument("model", type=click.Path(exists=True))
-@data_options
+@model_data_options
 @click.option("--split", default="test")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, help="Examples in the minibatch whose gradient is drawn.")
 @click.option("--num-draws", type=click.IntRange(2, 10000), default=100, help="Gradient draws per estimator.")
@@ -481,6 +496,7 @@ def gradient_variance(model, dataset, data_dir, no_download, split, batch_size, 
     from tfvae.diagnostics import gradient_variance as measure
 
     vae = load_model(model)
+    dataset, data_dir = data_source_for(model, dataset, data_dir)
     images, labels = _held_out(vae, dataset, split, data_dir, no_download, limit=batch_size)
     results = measure(vae, images, labels=labels, gradient_estimators=estimators or None, objective=objective,
                       num_draws=num_draws, seed=seed)

@@ -1,6 +1,7 @@
 """Every way data enters is checked, with a message that names the input and the fix; outputs never replace a
 file the user did not ask to replace; interrupts and odd requests end cleanly."""
 
+import json
 import shutil
 
 import keras
@@ -81,6 +82,20 @@ def test_a_held_out_split_with_classes_training_never_shows_is_refused_before_tr
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_unlabeled_examples_are_refused_before_training_a_model_that_needs_every_label(tmp_path, mnist_test_images,
+                                                                                       mnist_test_labels):
+    labels = mnist_test_labels[:600].copy()
+    labels[::20] = -1  # 30 unknown labels: fine for M2, not for a conditional model
+    np.savez(tmp_path / "digits.npz", x_train=(mnist_test_images[:600, ..., 0] * 255).astype(np.uint8), y_train=labels,
+             x_test=(mnist_test_images[600:800, ..., 0] * 255).astype(np.uint8), y_test=mnist_test_labels[600:800])
+    result = invoke_cli("train", "--dataset", "digits", "--data-dir", tmp_path / "digits.npz", "--model", "conditional",
+                        "--output-dir", tmp_path / "run")
+    assert result.exit_code == 1, result.output
+    assert ("The split 'train' of digits has 30 of its 600 examples unlabeled (label -1), but --model conditional needs "
+            "a label for every image. Train --model semi-supervised (or m2)") in " ".join(result.output.split())
+    assert not (tmp_path / "run" / "run_config.json").exists()  # nothing to --resume: the same command runs once fixed
+
+
 # The SavedModel's signatures ------------------------------------------------------------------
 
 
@@ -141,6 +156,27 @@ def test_pictures_never_replace_a_checkpoint_a_run_file_or_another_picture(run, 
     shutil.copy(run / "samples.png", tmp_path / "pictures" / "manifold.png")
     result = invoke_cli("explore", run, *MNIST_CLI, "--split", "test[9000:9100]", "--out-dir", tmp_path / "pictures")
     assert result.exit_code == 1 and "is not a manifold picture written by tfvae" in result.output
+
+
+@pytest.mark.slow
+def test_commands_reading_a_run_read_its_data_and_never_export_into_its_checkpoints(run, tmp_path):
+    from tfvae.config import data_source_for
+
+    result = invoke_cli("evaluate", run, "--split", "test[9000:9100]", "--log-likelihood-samples", 0, "--json")
+    assert result.exit_code == 0, result.output  # the run's MNIST folder, not a download
+    assert json.loads(result.stdout)["num_examples"] == 100
+    other = invoke_cli("evaluate", run, "--dataset", "fashion_mnist", "--no-download", "--split", "test[:50]",
+                       "--log-likelihood-samples", 0)
+    assert other.exit_code == 0 and f"Reading fashion_mnist; the run in {run} trained on mnist" in other.output
+    assert data_source_for(run, "mnist") == data_source_for(run) == ("mnist", MNIST_CLI[3])
+    assert data_source_for(run / "checkpoints" / "epoch-0002.keras") == ("mnist", None)  # a file carries no settings
+    for export_dir in (run / "checkpoints", run / "checkpoints" / "served"):
+        result = invoke_cli("export", run, "--export-dir", export_dir)
+        assert result.exit_code == 1 and "inside a run's checkpoints folder" in result.output, result.output
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0001.keras", "epoch-0002.keras",
+                                                                        "latest.json"]
+    fresh = invoke_cli("train", *MNIST_CLI, "--output-dir", tmp_path / "new", "--export-dir", tmp_path / "new" / "checkpoints")
+    assert fresh.exit_code == 1 and "inside a run's checkpoints folder" in fresh.output, fresh.output
 
 
 # Interrupts, odd requests and the messages they get -------------------------------------------------

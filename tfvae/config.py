@@ -7,11 +7,14 @@ its options' defaults and choices from here and from `tfvae.registry`, so they c
 
 import dataclasses
 import json
+import logging
 import pathlib
 
 from tfvae import names, registry
 from tfvae.errors import RunError
 from tfvae.precision import PRECISIONS
+
+logger = logging.getLogger("tfvae")
 
 
 @dataclasses.dataclass
@@ -293,3 +296,16 @@ def run_config_beside(model_path):
     """The `RunConfig` of the run directory `model_path`, or None for a model file (which carries none)."""
     path = pathlib.Path(model_path) / "run_config.json"
     return read_run_config(path) if path.is_file() else None
+
+
+def data_source_for(model_path, dataset=None, data_dir=None):
+    """(dataset, data_dir) to read for the model at `model_path`: those given; else, for a run directory, the ones
+    its run trained on; else `tfvae train`'s defaults. Warns when a given dataset is not the run's own."""
+    run_config = run_config_beside(model_path)
+    if run_config is None:
+        return dataset or default("dataset"), data_dir
+    trained_on = run_config.data
+    if dataset is None or dataset == trained_on.dataset:
+        return trained_on.dataset, trained_on.data_dir if data_dir is None else data_dir
+    logger.warning("Reading %s; the run in %s trained on %s.", dataset, model_path, trained_on.dataset)
+    return dataset, data_dir

@@ -175,6 +175,7 @@ def export_saved_model(vae, export_dir, version=None, run_config=None, dataset=N
     """
     if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
         raise ValueError(f"Expected a version >= 1. Received: version={version!r}")
+    run_directory.check_outside_checkpoints(export_dir, "--export-dir")
     export_dir = run_directory.check_writable(export_dir, "--export-dir")
     with run_directory.locked(export_dir, "--export-dir", wait=True):
         _remove_stale_temporaries(export_dir)

@@ -106,6 +106,16 @@ def writing(what, advice=""):
         raise OutputNotWritable(f"Could not write {what}: {describe_os_error(error)}.{advice}") from None
 
 
+def check_outside_checkpoints(path, option, run_dir=None):
+    """Raises `OutputNotWritable` if `path` is a run's checkpoints folder or lies inside one (also `run_dir`'s, a
+    run about to start): that folder holds only the run's own checkpoints, which resuming and loading read."""
+    path = pathlib.Path(path)
+    starting = None if run_dir is None else pathlib.Path(run_dir).resolve()
+    for folder in (path.resolve(), *path.resolve().parents):
+        if folder.name == "checkpoints" and (folder.parent == starting or holds_run(folder.parent)):
+            raise OutputNotWritable(f"{option} {path} is inside a run's checkpoints folder; choose a path outside it.")
+
+
 def check_picture_path(path, picture, option="--out", overwrite=False):
     """Returns `path` if a `picture` PNG may be written there, or raises `OutputNotWritable` saying why.
 
@@ -115,9 +125,7 @@ def check_picture_path(path, picture, option="--out", overwrite=False):
     path = pathlib.Path(path)
     if path.suffix.lower() != ".png":
         raise OutputNotWritable(f"Expected {option} to name a .png file. Received: {path}")
-    parent = path.resolve().parent
-    if parent.name == "checkpoints" and holds_run(parent.parent):
-        raise OutputNotWritable(f"{option} {path} is inside a run's checkpoints folder; choose a path outside it.")
+    check_outside_checkpoints(path, option)
     if path.is_dir():
         raise OutputNotWritable(f"{option} {path} is a folder. Name a .png file.")
     if path.exists() and not overwrite and picture_of(path) != picture:

@@ -122,6 +122,7 @@ def train(config, resume=False, callbacks=(), verbose=1):
     # Workers other than the chief keep their logs apart, so files are never written twice.
     log_dir = output_dir if chief else output_dir / "workers" / strategies.worker_name(strategy)
     if chief and _export_dir(config) is not None:
+        run_directory.check_outside_checkpoints(_export_dir(config), "--export-dir", run_dir=output_dir)
         run_directory.check_writable(_export_dir(config), "--export-dir")
     run_directory.check_writable(log_dir, "--output-dir")
     with run_directory.locked(log_dir):
@@ -147,6 +148,15 @@ def _load_data(config):
     eval_binarize = "static" if data.binarize else None
     eval_data, eval_info = load_dataset(split=data.eval_split, binarize=eval_binarize, shuffle=False, return_info=True,
                                         **options)
+    if model_class.run_uses_labels and not model_class.allows_unlabeled:
+        for split, split_info in ((data.train_split, info), (data.eval_split, eval_info)):
+            unlabeled = split_info.num_examples - split_info.num_labeled
+            if unlabeled:
+                raise RunError(
+                    f"The split {split!r} of {data.dataset} has {unlabeled} of its {split_info.num_examples} examples "
+                    f"unlabeled (label -1), but --model {config.model.model} needs a label for every image. Train "
+                    "--model semi-supervised (or m2) to learn from unlabeled images too, or remove them from the data."
+                )
     unseen = sorted(set(eval_info.classes) - set(info.classes))
     if model_class.run_uses_labels and unseen:
         raise RunError(

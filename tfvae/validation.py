@@ -179,8 +179,8 @@ def image_checks(images, support=(0.0, 1.0), allow_missing=False, where="", name
         advice = ("NaN marks a missing pixel" if allow_missing else
                   "a model built with missing_data=True takes NaN as a missing pixel")
     return [
-        _assert(tf.reduce_all(known), where, f"expected finite {name}. Received: ",
-                tf.reduce_sum(tf.cast(~known, tf.int32)), f" values that are not ({advice})"),
+        _assert(tf.reduce_all(known), where, f"expected finite {name}. Received: non-finite values: ",
+                tf.reduce_sum(tf.cast(~known, tf.int32)), f" ({advice})"),
         _assert((low >= support[0]) & (high <= support[1]), where,
                 f"expected {name} in [{support[0]}, {support[1]}]. Received: values in [", low, ", ", high,
                 "]. Scale 8-bit images with x / 255."),

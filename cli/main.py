@@ -286,6 +286,17 @@ def _positive_float(text):
     return value
 
 
+def _mask_name(name):
+    """--mask, checked before the model loads."""
+    from tfvae import masks
+
+    try:
+        masks.parse(name)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--mask") from None
+    return name
+
+
 def _format_metrics(metrics):
     order = ("elbo", "reconstruction", "kl", "log_likelihood", "accuracy", "active_units")
     return "  ".join(f"{key}={metrics[key]:.2f}" if isinstance(metrics[key], float) else f"{key}={metrics[key]}" for key in order if key in metrics)
@@ -381,7 +392,8 @@ def export(model, export_dir, version):
 @model_data_options
 @click.option("--split", default="test", help="The images to complete.")
 @click.option("--train-split", help="Split whose per-pixel means are the baseline [default: the run's training split, or 'train'].")
-@click.option("--mask", default="top_half", show_default=True, help=f"Observed pixels: {', '.join(MASKS)}.")
+@click.option("--mask", default="top_half", show_default=True, callback=lambda ctx, param, name: _mask_name(name),
+              help=f"Observed pixels: {', '.join(MASKS)}.")
 @click.option("--method", type=click.Choice(COMPLETION_METHODS), default="metropolis_within_gibbs")
 @click.option("--num-samples", type=click.IntRange(1, 100000), default=1000, help="Importance samples or chain iterations.")
 @click.option("-n", "--num-images", type=click.IntRange(1, 10000), default=100, help="Images completed and scored.")

@@ -173,4 +173,4 @@ def test_cli_completes_scores_and_draws_a_grid(tmp_path):
     picture = keras.utils.img_to_array(keras.utils.load_img(out, color_mode="grayscale"))
     assert picture.shape[:2] == (16 * 28, 5 * 28)  # 16 rows: original, observed part, completion, 2 draws
     result = invoke_cli("complete", str(run), *MNIST_CLI, "--mask", "upper_half")
-    assert result.exit_code == 1 and "Unknown mask 'upper_half'" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Unknown mask 'upper_half'" in result.output and "Traceback" not in result.output

@@ -89,11 +89,17 @@ def test_unlabeled_examples_are_refused_before_training_a_model_that_needs_every
     np.savez(tmp_path / "digits.npz", x_train=(mnist_test_images[:600, ..., 0] * 255).astype(np.uint8), y_train=labels,
              x_test=(mnist_test_images[600:800, ..., 0] * 255).astype(np.uint8), y_test=mnist_test_labels[600:800])
     result = invoke_cli("train", "--dataset", "digits", "--data-dir", tmp_path / "digits.npz", "--model", "conditional",
-                        "--output-dir", tmp_path / "run")
+                        "--output-dir", tmp_path / "runs" / "run", "--export-dir", tmp_path / "served")
     assert result.exit_code == 1, result.output
     assert ("The split 'train' of digits has 30 of its 600 examples unlabeled (label -1), but --model conditional needs "
             "a label for every image. Train --model semi-supervised (or m2)") in " ".join(result.output.split())
-    assert not (tmp_path / "run" / "run_config.json").exists()  # nothing to --resume: the same command runs once fixed
+    # Refused at the door: no folder it created is left behind, so the same command runs once the data is fixed.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["digits.npz"]
+    (tmp_path / "mine").mkdir()  # a folder the user made stays, without a lock file in it
+    result = invoke_cli("train", "--dataset", "digits", "--data-dir", tmp_path / "digits.npz", "--model", "conditional",
+                        "--output-dir", tmp_path / "mine")
+    assert result.exit_code == 1 and "unlabeled (label -1)" in result.output, result.output
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
 
 
 # The SavedModel's signatures ------------------------------------------------------------------
@@ -219,10 +225,20 @@ def test_kl_warmup_is_refused_where_the_objective_has_no_kl_weight(digits, tmp_p
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("mask, message", [
+    ("quadrants:0", "needs a whole number from 1 to 3 after the colon, e.g. 'quadrants:2'"),
+    ("random:2", "strictly between 0 and 1 after the colon, e.g. 'random:0.5'"),
+    ("middle", "Unknown mask 'middle'. Expected one of top_half"),
+])
+def test_a_wrong_mask_is_refused_before_the_model_loads(mask, message, tmp_path):
+    not_a_model = tmp_path / "model.keras"
+    not_a_model.write_bytes(b"not a zip")  # loading it would fail with another message
+    result = invoke_cli("complete", not_a_model, *MNIST_CLI, "--mask", mask)
+    assert result.exit_code == 2 and message in result.output and "--mask" in result.output, result.output
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
-    (["complete", "RUN", *MNIST_CLI, "--mask", "quadrants:0"], "needs a whole number from 1 to 3 after the colon, e.g. 'quadrants:2'"),
-    (["complete", "RUN", *MNIST_CLI, "--mask", "random:2"], "strictly between 0 and 1 after the colon, e.g. 'random:0.5'"),
     (["explore", "RUN", *MNIST_CLI, "--split", "test[0:1]"], "Expected at least 2 images to picture"),
     (["train", *MNIST_CLI, "--train-split", "test[:505]", "--model", "m2", "--labeled-examples", "501"],
      "does not divide into the 10 classes. Use a multiple of 10, e.g. 400"),  # 40 of the scarcest class

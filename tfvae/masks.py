@@ -16,6 +16,19 @@ HALVES = {
 }
 
 
+def parse(name):
+    """(kind, number) of the mask `name` ("quadrants:3" -> ("quadrants", 3); number None for the halves and
+    "center"), or a ValueError naming the expected forms: checks a name before any image is at hand."""
+    kind, _, argument = str(name).partition(":")
+    if (kind in HALVES or kind == "center") and not argument:
+        return kind, None
+    if kind == "random" and argument:
+        return kind, missing_probability(name)
+    if kind == "quadrants" and argument:
+        return kind, _number(name, argument, int, 1, 3)
+    raise ValueError(f"Unknown mask {name!r}. Expected one of {', '.join(MASKS)}.")
+
+
 def make(name, image_shape, seed=None):
     """The mask `name` for one image of `image_shape` (H, W, C): a bool array, True where observed.
 
@@ -25,24 +38,21 @@ def make(name, image_shape, seed=None):
     """
     height, width, channels = (int(d) for d in image_shape)
     rng = np.random.default_rng(seed)
-    kind, _, argument = str(name).partition(":")
-    if kind in HALVES and not argument:
+    kind, number = parse(name)
+    if kind in HALVES:
         plane = HALVES[kind](height, width)
-    elif kind == "center" and not argument:
+    elif kind == "center":
         plane = np.ones((height, width), bool)
         top, left = height // 4, width // 4
         plane[top : top + height // 2, left : left + width // 2] = False
-    elif kind == "random" and argument:
-        return rng.random((height, width, channels)) >= missing_probability(name)
-    elif kind == "quadrants" and argument:
-        count = _number(name, argument, int, 1, 3)
-        kept = rng.choice(4, count, replace=False)
+    elif kind == "random":
+        return rng.random((height, width, channels)) >= number
+    else:  # "quadrants"
+        kept = rng.choice(4, number, replace=False)
         rows, columns = np.arange(height)[:, None] >= height // 2, np.arange(width)[None, :] >= width // 2
         plane = np.zeros((height, width), bool)
         for quadrant in kept:
             plane |= (rows == bool(quadrant // 2)) & (columns == bool(quadrant % 2))
-    else:
-        raise ValueError(f"Unknown mask {name!r}. Expected one of {', '.join(MASKS)}.")
     return np.repeat(plane[:, :, None], channels, axis=2)
 
 

@@ -37,6 +37,24 @@ def describe_os_error(error):
     return error.strerror or str(error)
 
 
+def remove_if_empty(directories):
+    """Removes each of `directories` that exists and is empty, deepest first: folders a refused call created."""
+    for directory in sorted((pathlib.Path(d) for d in directories), key=lambda d: len(d.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty, already gone, or not ours to remove
+            directory.rmdir()
+
+
+def missing_folders(*paths):
+    """The folders among `paths` and their parents that do not exist yet (None entries skipped)."""
+    missing = set()
+    for path in filter(None, paths):
+        for folder in (pathlib.Path(path).absolute(), *pathlib.Path(path).absolute().parents):
+            if folder.exists():
+                break
+            missing.add(folder)
+    return missing
+
+
 def check_writable(directory, option):
     """Creates `directory` if needed and proves it takes a file; raises `OutputNotWritable` naming `option`."""
     directory = pathlib.Path(directory)
@@ -61,11 +79,14 @@ def _holder(lock_path):
 
 
 @contextlib.contextmanager
-def locked(directory, option="--output-dir", wait=False):
+def locked(directory, option="--output-dir", wait=False, leave_no_trace=False):
     """Holds an exclusive lock on `directory` (an OS file lock, released when the process dies).
 
     Without `wait`, a directory locked by another process raises `RunInUse`
     naming that process; with it, waits for the lock (short critical sections, such as exports).
+    With `leave_no_trace`, work that fails before writing anything beside the lock takes the lock file away
+    (a run refused at the door leaves no folder behind that looks used); not for waiting locks, whose
+    waiters would then hold a file nobody else can see.
     """
     lock_path = pathlib.Path(directory) / LOCK_FILE
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -79,7 +100,12 @@ def locked(directory, option="--output-dir", wait=False):
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)}".encode())
-        yield
+        try:
+            yield
+        except BaseException:
+            if leave_no_trace and [entry.name for entry in lock_path.parent.iterdir()] == [LOCK_FILE]:
+                lock_path.unlink()  # while still held: no other run can have taken it
+            raise
     finally:
         os.close(fd)  # releases the lock
 

@@ -115,6 +115,17 @@ def train(config, resume=False, callbacks=(), verbose=1):
     output_dir = pathlib.Path(config.output.output_dir)
     if resume and not output_dir.is_dir():
         raise RunError(f"Nothing to resume: {output_dir} does not exist. Start the run without --resume.")
+    created = run_directory.missing_folders(output_dir, _export_dir(config))
+    try:
+        return _claim_and_train(config, resume, callbacks, verbose, output_dir, created)
+    except BaseException:
+        run_directory.remove_if_empty(created)  # a run refused at the door leaves no empty folders behind
+        raise
+
+
+def _claim_and_train(config, resume, callbacks, verbose, output_dir, created):
+    """`train` once its output folders are known: checks every output location, locks the run's folder and trains.
+    Adds the folders it creates to `created`."""
     run_directory.check_writable(output_dir, "--output-dir")
     keras.utils.set_random_seed(config.optimization.seed)
     strategy = strategies.make_strategy(config.execution.strategy)
@@ -124,8 +135,9 @@ def train(config, resume=False, callbacks=(), verbose=1):
     if chief and _export_dir(config) is not None:
         run_directory.check_outside_checkpoints(_export_dir(config), "--export-dir", run_dir=output_dir)
         run_directory.check_writable(_export_dir(config), "--export-dir")
+    created |= run_directory.missing_folders(log_dir)
     run_directory.check_writable(log_dir, "--output-dir")
-    with run_directory.locked(log_dir):
+    with run_directory.locked(log_dir, leave_no_trace=True):
         return _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_dir)
 
 

@@ -120,7 +120,9 @@ class BaseVAE(keras.Model):
         self._requested_execution = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
         strategy = tf.distribute.get_strategy()
         jit, reason = strategies.choose_jit_compile(self, strategy, jit_compile)
-        logger.info("XLA %s: %s.", "on" if jit else "off", reason)
+        if getattr(self, "_announced_execution", None) != (jit, reason):  # once, not again for a resumed run
+            logger.info("XLA %s: %s.", "on" if jit else "off", reason)
+            self._announced_execution = (jit, reason)
         self.jit_compile = jit
         self.steps_per_execution = strategies.resolve_steps_per_execution(steps_per_execution, strategy)
         self.train_function = self.test_function = self.predict_function = None

@@ -339,7 +339,8 @@ def evaluate(model, dataset, data_dir, no_download, split, log_likelihood_sample
 @click.argument("model", type=click.Path(exists=True))
 @click.option("-n", "--num-images", type=click.IntRange(1, MAX_GRID_IMAGES), default=64)
 @click.option("--seed", type=int, default=0)
-@click.option("--label", type=click.IntRange(min=0), help="Conditional models: generate this class only [default: one row per class].")
+@click.option("--label", type=click.IntRange(min=0),
+              help="Models of labels: generate this class only [default: one row per class, -n rounded to whole rows].")
 @user_errors
 @picture_out("samples", "samples.png")
 def sample(model, num_images, seed, label, out):
@@ -347,7 +348,16 @@ def sample(model, num_images, seed, label, out):
     from tfvae.checkpoints import load_model
     from tfvae.images import save_samples
 
-    click.echo(f"Wrote {save_samples(load_model(model), out, n=num_images, seed=seed, label=label)}")
+    vae = load_model(model)
+    if label is not None and not vae.num_classes:
+        raise click.UsageError(f"--label applies to models of labels; {model} is a VAE of images alone.")
+    if label is not None and label >= vae.num_classes:
+        raise click.UsageError(f"--label {label} is not a class of {model}, whose classes are 0 to {vae.num_classes - 1}.")
+    if label is None and vae.num_classes and num_images % vae.num_classes:
+        per_class = max(1, num_images // vae.num_classes)
+        logging.getLogger("tfvae").info("One row per class: %d images, %d of each of the %d classes.",
+                                        per_class * vae.num_classes, per_class, vae.num_classes)
+    click.echo(f"Wrote {save_samples(vae, out, n=num_images, seed=seed, label=label)}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -496,12 +506,14 @@ def explore(model, dataset, data_dir, no_download, split, num_images, out_dir, o
               help="Repeat to choose [default: every estimator that applies to the model's objective].")
 @click.option("--objective", type=click.Choice(["elbo", "iwae"]), default=None,
               help="The bound whose estimators are measured [default: the model's own; needed for wake-sleep models].")
+@click.option("--num-samples", type=click.IntRange(1, 10000), default=None,
+              help="K, samples per example in the bound [default: the model's own].")
 @click.option("--seed", type=int, default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @user_errors
 @picture_out("gradient_variance", "gradient_variance.png")
-def gradient_variance(model, dataset, data_dir, no_download, split, batch_size, num_draws, estimators, objective, seed, out,
-                      as_json):
+def gradient_variance(model, dataset, data_dir, no_download, split, batch_size, num_draws, estimators, objective, num_samples,
+                      seed, out, as_json):
     """Variance and signal-to-noise ratio of each gradient estimator on MODEL (a run directory or .keras file)."""
     from tfvae import plots
     from tfvae.checkpoints import load_model
@@ -511,9 +523,9 @@ def gradient_variance(model, dataset, data_dir, no_download, split, batch_size, 
     dataset, data_dir = data_source_for(model, dataset, data_dir)
     images, labels = _held_out(vae, dataset, split, data_dir, no_download, limit=batch_size)
     results = measure(vae, images, labels=labels, gradient_estimators=estimators or None, objective=objective,
-                      num_draws=num_draws, seed=seed)
-    plots.save(plots.gradient_variance_chart(results, f"Gradient variance, {objective or vae.objective} with K={vae.num_samples}"), out,
-               "gradient_variance")
+                      num_samples=num_samples, num_draws=num_draws, seed=seed)
+    title = f"Gradient variance, {objective or vae.objective} with K={num_samples or vae.num_samples}"
+    plots.save(plots.gradient_variance_chart(results, title), out, "gradient_variance")
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:

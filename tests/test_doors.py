@@ -102,6 +102,72 @@ def test_unlabeled_examples_are_refused_before_training_a_model_that_needs_every
     assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
 
 
+@pytest.mark.parametrize("where", ["run/checkpoints", "run/checkpoints/new", "run/logs/new", "served/1", "served/1/new"])
+def test_a_run_never_writes_inside_another_runs_checkpoints_or_logs_or_a_saved_model(where, tmp_path):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "logs").mkdir()
+    (tmp_path / "run" / "run_config.json").write_text("{}")
+    (tmp_path / "served" / "1").mkdir(parents=True)
+    (tmp_path / "served" / "1" / "saved_model.pb").write_bytes(b"")
+    before = sorted(str(path) for path in tmp_path.rglob("*"))
+    result = invoke_cli("train", *MNIST_CLI, "--output-dir", tmp_path / where, "--no-export")
+    assert result.exit_code == 1 and "outside it" in result.output, result.output
+    assert sorted(str(path) for path in tmp_path.rglob("*")) == before
+
+
+def test_a_run_refuses_a_folder_holding_a_picture_of_the_users(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "samples.png").write_text("my own picture")
+    result = invoke_cli("train", *MNIST_CLI, "--output-dir", tmp_path / "mine", "--no-export")
+    assert result.exit_code == 1, result.output
+    assert "holds samples.png, which is not a samples picture written by tfvae" in " ".join(result.output.split())
+    assert (tmp_path / "mine" / "samples.png").read_text() == "my own picture"
+    assert sorted(path.name for path in (tmp_path / "mine").iterdir()) == ["samples.png"]
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x_test": np.zeros((50, 32, 32), np.uint8)},
+     "holds images of shape (32, 32, 1), the training split 'train' images of shape (28, 28, 1): a model takes one shape"),
+    ({"x_train": np.full((300, 28, 28), np.nan, np.float32)}, "Every pixel of the split 'train' of mine is missing (NaN)"),
+    ({"x_train": np.array([object()] * 300, dtype=object)}, "The array x_train in"),
+], ids=["split shapes", "all missing", "objects"])
+def test_npz_files_whose_splits_cannot_train_are_refused_before_anything_is_written(arrays, message, tmp_path,
+                                                                                     mnist_test_images):
+    digits = (mnist_test_images[:300, ..., 0] * 255).astype(np.uint8)
+    np.savez(tmp_path / "mine.npz", **{"x_train": digits, "x_test": digits[:50], **arrays}, allow_pickle=True)
+    result = invoke_cli("train", "--dataset", "mine", "--data-dir", tmp_path / "mine.npz", "--output-dir", tmp_path / "run",
+                        "--no-export", "--epochs", "1")
+    assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_sample_names_its_label_option_and_the_models_classes(run, tmp_path):
+    result = invoke_cli("sample", run, "--label", "3", "--out", tmp_path / "s.png")
+    assert result.exit_code == 2 and "--label applies to models of labels" in result.output, result.output
+    (tmp_path / "a_file").write_text("")
+    result = invoke_cli("sample", run, "--out", tmp_path / "a_file" / "s.png")
+    assert result.exit_code != 0 and "a_file is a file, not a folder" in " ".join(result.output.split()), result.output
+
+
+def test_stacked_model_answers_image_questions_with_m1(digits):
+    m1 = tfvae.VAE.for_images(SHAPE, latent_dim=3, seed=0)
+    stacked = tfvae.StackedSemiSupervisedVAE.on_codes_of(m1, 10, latent_dim=2, hidden_units=(8,))
+    images, observed = digits[0][:4], tfvae.masks.make("top_half", SHAPE)
+    np.testing.assert_array_equal(stacked.reconstruct(images), m1.reconstruct(images))
+    np.testing.assert_array_equal(stacked.encode(images).mean(), m1.encode(images).mean())
+    np.testing.assert_array_equal(stacked.completion_log_likelihood(images, observed, num_samples=5, seed=0),
+                                  m1.completion_log_likelihood(images, observed, num_samples=5, seed=0))
+    with pytest.raises(ValueError, match="answers complete with M1, its VAE of images, which takes no labels"):
+        stacked.complete(images, observed, labels=[1, 2, 3, 4])
+    with pytest.raises(ValueError, match="Measure M1 instead"):
+        tfvae.diagnostics.gradient_variance(stacked, images, num_draws=2)
+    with pytest.raises(ValueError, match=r"Expected latent codes of shape \(..., 3\). Received: shape=\(2, 7\)"):
+        m1.sample_from(np.zeros((2, 7)))
+    with pytest.raises(ValueError, match=r"Expected the shape of one image, \(height, width, channels\)"):
+        tfvae.masks.make("top_half", (28, 28))
+
+
 # The SavedModel's signatures ------------------------------------------------------------------
 
 

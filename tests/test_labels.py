@@ -338,6 +338,16 @@ def test_cli_semi_supervised_trains_m1_then_m2_resumes_and_serves(tmp_path):
     out = tmp_path / "sevens.png"
     result = invoke_cli("sample", str(run), "--label", "7", "-n", "8", "--out", str(out))  # through M2's p(z1|y)
     assert result.exit_code == 0 and out.exists(), result.output
+    # The questions about images go to M1, on the command line too.
+    for command in (["reconstruct", "-n", "4", "--out", tmp_path / "r.png"],
+                    ["complete", "-n", "4", "--num-samples", "10", "--draws", "1", "--out", tmp_path / "c.png"]):
+        result = invoke_cli(command[0], str(run), "--split", "test[9000:9010]", *command[1:])
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    result = invoke_cli("gradient-variance", str(run), "--split", "test[9000:9010]", "--batch-size", "2", "--num-draws", "2")
+    assert result.exit_code == 1 and "Measure M1 instead" in result.output and "Traceback" not in result.output, result.output
+    result = invoke_cli("gradient-variance", str(run / "m1"), "--split", "test[9000:9010]", "--batch-size", "2",
+                        "--num-draws", "2", "--objective", "iwae", "--estimator", "vimco", "--num-samples", "3", "--json")
+    assert result.exit_code == 0 and '"vimco"' in result.output, result.output
 
 
 # Models of labels answer without labels ------------------------------------------------------------

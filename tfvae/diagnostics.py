@@ -41,6 +41,11 @@ def gradient_variance(vae, images, gradient_estimators=None, num_draws=100, seed
     estimator uses the model's running-mean baseline when it trained with one,
     otherwise the mean learning signal.
     """
+    if not hasattr(vae, "objective"):
+        raise ValueError(
+            f"Gradient variance measures the estimators of one model's bound on images; a {type(vae).__name__} "
+            "trains M2 on the codes of a frozen M1. Measure M1 instead (`model.m1`; in a run, its m1 folder)."
+        )
     objective = objective or vae.objective
     num_samples = num_samples or vae.num_samples
     if objective not in ("elbo", "iwae"):

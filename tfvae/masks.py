@@ -36,6 +36,8 @@ def make(name, image_shape, seed=None):
     height and width in the middle; "random:P" hides each pixel with probability
     P; "quadrants:N" observes N of the 4 quadrants, chosen by `seed`.
     """
+    if len(image_shape) != 3:
+        raise ValueError(f"Expected the shape of one image, (height, width, channels). Received: {tuple(image_shape)}")
     height, width, channels = (int(d) for d in image_shape)
     rng = np.random.default_rng(seed)
     kind, number = parse(name)

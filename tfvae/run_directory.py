@@ -142,6 +142,19 @@ def check_outside_checkpoints(path, option, run_dir=None):
             raise OutputNotWritable(f"{option} {path} is inside a run's checkpoints folder; choose a path outside it.")
 
 
+def check_run_location(directory, option="--output-dir"):
+    """Raises `OutputNotWritable` if a run in `directory` would write inside another run's checkpoints or logs
+    folder or inside an exported SavedModel, folders whose readers expect their own files only."""
+    directory = pathlib.Path(directory)
+    check_outside_checkpoints(directory, option)
+    for folder in (directory.resolve(), *directory.resolve().parents):
+        if (folder / "saved_model.pb").is_file():
+            raise OutputNotWritable(f"{option} {directory} is inside the SavedModel {folder}; choose a folder outside it.")
+        if folder.name == "logs" and holds_run(folder.parent):
+            raise OutputNotWritable(f"{option} {directory} is inside the logs of the run in {folder.parent}; choose a "
+                                    "folder outside it.")
+
+
 def check_picture_path(path, picture, option="--out", overwrite=False):
     """Returns `path` if a `picture` PNG may be written there, or raises `OutputNotWritable` saying why.
 
@@ -154,6 +167,9 @@ def check_picture_path(path, picture, option="--out", overwrite=False):
     check_outside_checkpoints(path, option)
     if path.is_dir():
         raise OutputNotWritable(f"{option} {path} is a folder. Name a .png file.")
+    blocking = next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)
+    if blocking is not None:
+        raise OutputNotWritable(f"{option} {path} cannot be written: {blocking} is a file, not a folder. Choose another {option}.")
     if path.exists() and not overwrite and picture_of(path) != picture:
         raise OutputNotWritable(
             f"{path} exists and is not a {picture} picture written by tfvae; it is left as it is. Choose another "

@@ -24,9 +24,12 @@ from tfvae.callbacks import DivergenceGuard, KLWarmup, TensorBoardImages
 from tfvae.checkpoints import load_model  # noqa: F401 -- tfvae.training.load_model stays available
 from tfvae.config import RESUME_SETTINGS, RunConfig, default, read_run_config  # noqa: F401 -- tfvae.training.RunConfig stays available
 from tfvae.data import load_dataset
-from tfvae.errors import RunError, TrainingDiverged, TrainingInterrupted
+from tfvae.errors import OutputNotWritable, RunError, TrainingDiverged, TrainingInterrupted
 
 logger = logging.getLogger("tfvae")
+
+# The pictures a run writes into its folder, each as <name>.png.
+RUN_PICTURES = ("samples", "reconstructions")
 
 
 @dataclasses.dataclass
@@ -126,10 +129,13 @@ def train(config, resume=False, callbacks=(), verbose=1):
 def _claim_and_train(config, resume, callbacks, verbose, output_dir, created):
     """`train` once its output folders are known: checks every output location, locks the run's folder and trains.
     Adds the folders it creates to `created`."""
-    run_directory.check_writable(output_dir, "--output-dir")
+    run_directory.check_run_location(output_dir)
     keras.utils.set_random_seed(config.optimization.seed)
     strategy = strategies.make_strategy(config.execution.strategy)
     chief = strategies.is_chief(strategy)
+    if chief:
+        _check_run_pictures(output_dir)
+    run_directory.check_writable(output_dir, "--output-dir")
     # Workers other than the chief keep their logs apart, so files are never written twice.
     log_dir = output_dir if chief else output_dir / "workers" / strategies.worker_name(strategy)
     if chief and _export_dir(config) is not None:
@@ -139,6 +145,17 @@ def _claim_and_train(config, resume, callbacks, verbose, output_dir, created):
     run_directory.check_writable(log_dir, "--output-dir")
     with run_directory.locked(log_dir, leave_no_trace=True):
         return _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_dir)
+
+
+def _check_run_pictures(output_dir):
+    """A run writes its pictures into its folder: a file of the same name that tfvae did not write is refused."""
+    for picture in RUN_PICTURES:
+        path = output_dir / f"{picture}.png"
+        if path.exists() and run_directory.picture_of(path) != picture:
+            raise OutputNotWritable(
+                f"{output_dir} holds {path.name}, which is not a {picture} picture written by tfvae, and a run writes "
+                "its own there. Move the file, or choose another --output-dir."
+            )
 
 
 def _load_data(config):
@@ -169,6 +186,17 @@ def _load_data(config):
                     f"unlabeled (label -1), but --model {config.model.model} needs a label for every image. Train "
                     "--model semi-supervised (or m2) to learn from unlabeled images too, or remove them from the data."
                 )
+    if tuple(eval_info.image_shape) != tuple(info.image_shape):
+        raise RunError(
+            f"The held-out split {data.eval_split!r} of {data.dataset} holds images of shape {tuple(eval_info.image_shape)}, "
+            f"the training split {data.train_split!r} images of shape {tuple(info.image_shape)}: a model takes one shape. "
+            "Choose splits of the same images."
+        )
+    if info.missing_share >= 1:
+        raise RunError(
+            f"Every pixel of the split {data.train_split!r} of {data.dataset} is missing (NaN): nothing to learn from. "
+            "Check the data, or choose another --train-split."
+        )
     unseen = sorted(set(eval_info.classes) - set(info.classes))
     if model_class.run_uses_labels and unseen:
         raise RunError(
@@ -304,8 +332,8 @@ def finish_run(model, config, eval_data, history, output_dir):
         return RunResult(model, history, metrics, None)
     checkpoints.write_json_atomically(output_dir / "metrics.json", metrics)
     with run_directory.writing(f"the image grids in {output_dir}"):
-        images.save_samples(model, output_dir / "samples.png", seed=seed)
-        images.save_reconstructions(model.image_model(), held_out[:32], output_dir / "reconstructions.png",
+        images.save_samples(model, output_dir / f"{RUN_PICTURES[0]}.png", seed=seed)
+        images.save_reconstructions(model.image_model(), held_out[:32], output_dir / f"{RUN_PICTURES[1]}.png",
                                     labels=None if labels is None else labels[:32])
     export_path = None
     if _export_dir(config) is not None:

@@ -111,8 +111,8 @@ def npz_source(path):
         for key in archive.files:
             if key.startswith("x_"):
                 split = key[2:]
-                images = _with_channel_axis(archive[key])
-                labels = archive[f"y_{split}"] if f"y_{split}" in archive.files else np.full(len(images), -1)
+                images = _with_channel_axis(_numeric_array(archive, key, path))
+                labels = _numeric_array(archive, f"y_{split}", path) if f"y_{split}" in archive.files else np.full(len(images), -1)
                 where = f"The {split} split in {path} (x_{split}, y_{split})"
                 _check_counts(images, labels, where)
                 arrays[split] = (images, _integer_labels(labels, where))
@@ -122,6 +122,17 @@ def npz_source(path):
             "(and optionally y_train, y_test), as keras.datasets produces."
         )
     return ArraySource(f"the arrays in {path}", arrays)
+
+
+def _numeric_array(archive, key, path):
+    """The array `key` of an open .npz `archive`, or `DataUnavailable` if it holds Python objects (never unpickled)."""
+    try:
+        return archive[key]
+    except ValueError:
+        raise DataUnavailable(
+            f"The array {key} in {path} holds Python objects (dtype object), which tfvae does not unpickle. Save it as "
+            "a numeric array: images as uint8 (0-255) or float (0-1), labels as integers."
+        ) from None
 
 
 def local_source(path):

@@ -197,9 +197,32 @@ class StackedSemiSupervisedVAE(BaseVAE):
         codes = self.m2.sample(n, seed=seed, mode="sample", labels=labels)  # (n, 1, 1, m1.latent_dim)
         return self.m1.sample_from(tf.reshape(codes, [-1, self.m1.latent_dim]), seed + 1, mode)
 
-    def complete(self, *args, **kwargs):
+    # Questions about single images go to M1, the model of images (it takes no labels) -----------------------
+
+    def _m1_without_labels(self, labels, question):
+        if labels is not None:
+            raise ValueError(
+                f"M1+M2 answers {question} with M1, its VAE of images, which takes no labels (M2 models the labels "
+                "on M1's codes). Call it without labels."
+            )
+        return self.m1
+
+    def encode(self, images, labels=None):
+        """M1's posterior q(z1|x) (`tfvae.VAE.encode`): the codes M2 learns from."""
+        return self._m1_without_labels(labels, "encode").encode(images)
+
+    def reconstruct(self, images, labels=None):
+        """M1's reconstructions (`tfvae.VAE.reconstruct`): each image's code decoded."""
+        return self._m1_without_labels(labels, "reconstruct").reconstruct(images)
+
+    def complete(self, images, observed=None, *args, labels=None, **kwargs):
         """M1's completion (`tfvae.VAE.complete`): the missing pixels from M1 with its own N(0, I) prior."""
-        return self.m1.complete(*args, **kwargs)
+        return self._m1_without_labels(labels, "complete").complete(images, observed, *args, **kwargs)
+
+    def completion_log_likelihood(self, images, observed, *args, labels=None, **kwargs):
+        """M1's log p(x_m | x_o) (`tfvae.VAE.completion_log_likelihood`), the model `complete` completes with."""
+        return self._m1_without_labels(labels, "completion_log_likelihood").completion_log_likelihood(
+            images, observed, *args, **kwargs)
 
     def _codes(self, images, seed=None):
         """M1's code of each image, shaped as M2's inputs (B, 1, 1, m1.latent_dim): a draw z1 ~ q(z1|x),

@@ -392,12 +392,17 @@ class VAE(BaseVAE):
 
     def decode(self, z, labels=None):
         """The likelihood p(x|z) (p(x|z, y) with labels) for latent codes z of shape (..., latent_dim)."""
+        z = self._checked_codes(z)
+        return self._decoder_for(self._checked_labels(labels, z.shape[-2] if z.shape.rank > 1 else None))(z)
+
+    def _checked_codes(self, z):
+        """Latent codes `z` as a float32 tensor, or a ValueError unless their last axis is `latent_dim`."""
         z = tf.convert_to_tensor(z, tf.float32)
         if z.shape.rank is None or z.shape.rank < 1 or z.shape[-1] != self.latent_dim:
             raise ValueError(
                 f"Expected latent codes of shape (..., {self.latent_dim}). Received: shape={tuple(z.shape)}"
             )
-        return self._decoder_for(self._checked_labels(labels, z.shape[-2] if z.shape.rank > 1 else None))(z)
+        return z
 
     def reconstruct(self, images, labels=None):
         """Reconstruction means E[x | z = the posterior's point code] for a batch of images (a model of labels
@@ -423,7 +428,7 @@ class VAE(BaseVAE):
 
     def sample_from(self, z, seed=None, mode="mean", labels=None):
         """Images decoded from latent codes `z` (n, latent_dim): the likelihood's mean, or a draw with mode="sample"."""
-        return SAMPLE_MODES[_check_mode(mode)](self._decoder_for(labels)(z), self._seed(seed))
+        return SAMPLE_MODES[_check_mode(mode)](self._decoder_for(labels)(self._checked_codes(z)), self._seed(seed))
 
     def _data_arrays(self, images, labels):
         """(images,) or (images, labels): what batched inference maps over, checked (labels may be left out of a

@@ -346,7 +346,8 @@ def test_cli_semi_supervised_trains_m1_then_m2_resumes_and_serves(tmp_path):
     result = invoke_cli("gradient-variance", str(run), "--split", "test[9000:9010]", "--batch-size", "2", "--num-draws", "2")
     assert result.exit_code == 1 and "Measure M1 instead" in result.output and "Traceback" not in result.output, result.output
     result = invoke_cli("gradient-variance", str(run / "m1"), "--split", "test[9000:9010]", "--batch-size", "2",
-                        "--num-draws", "2", "--objective", "iwae", "--estimator", "vimco", "--num-samples", "3", "--json")
+                        "--num-draws", "2", "--objective", "iwae", "--estimator", "vimco", "--num-samples", "3", "--json",
+                        "--out", tmp_path / "g.png")
     assert result.exit_code == 0 and '"vimco"' in result.output, result.output
 
 

@@ -301,7 +301,8 @@ def test_cli_m2_run_reports_accuracy_and_exports_a_classifier(tmp_path):
     result = invoke_cli("sample", str(run), "--label", "7", "-n", "8", "--out", str(out))
     assert result.exit_code == 0 and out.exists(), result.output
     result = invoke_cli("sample", str(run), "--label", "12", "--out", str(out))
-    assert result.exit_code == 1 and "[0, 10)" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "--label 12 is not a class of" in result.output and "whose classes are 0 to 9" in \
+        " ".join(result.output.split()) and "Traceback" not in result.output, result.output
 
 
 @pytest.mark.slow

@@ -13,13 +13,15 @@ num_classes)` at its defaults unless options say otherwise.
 
     python -m benchmarks.conditional_generation [--quick] [--dataset fashion_mnist | mnist-test]
         [--epochs 10] [--seeds 0] [--samples 1000] [--latent-dim N] [--beta B] [--prior NAME] [--prior-draw-weight W]
-        [--architecture mlp | conv] [--hidden-units 400] [--binarize dynamic | none]
+        [--architecture mlp | conv] [--hidden-units 400] [--binarize dynamic | none] [--class-consistency-weight L]
 
 `fashion_mnist` trains on the 60k training split and tests on the 10k test split; `mnist-test` trains
 on MNIST `test[:8000]` (../shared/data/mnist) and tests on `test[8000:]`. `--binarize none` trains the model
 on the grey levels themselves (the Bernoulli cross-entropy of grey-level targets, as Keras's own VAE example
 trains; not a normalized likelihood of grey images) and scores its bound and reconstructions on grey test images.
-`--hidden-units` sizes the MLP's dense layers (`for_images(..., hidden_units=...)`).
+`--hidden-units` sizes the MLP's dense layers (`for_images(..., hidden_units=...)`); `--class-consistency-weight`
+weighs the auxiliary classifier's judgement of generated images (0: no classifier). Records without
+`class_consistency_weight` trained without one.
 """
 
 import argparse
@@ -55,6 +57,12 @@ def share_correct(judge, images, labels):
     return float(np.mean(judged == labels)), [round(float(np.mean(judged[labels == c] == c)), 2) for c in range(10)]
 
 
+def within_class_spread(images, labels):
+    """Variety within a class: the per-pixel standard deviation across images of one class, averaged over pixels
+    and classes (the same for real images says how varied the classes are)."""
+    return float(np.mean([images[labels == c].std(axis=0).mean() for c in np.unique(labels)]))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 epoch, 200 samples")
@@ -68,6 +76,7 @@ def main():
     parser.add_argument("--prior-draw-weight", type=float, help="Sohn et al.'s hybrid weight [default: the model's]")
     parser.add_argument("--architecture", choices=("mlp", "conv"), help="[default: ConditionalVAE.for_images's]")
     parser.add_argument("--hidden-units", type=int, nargs="+", help="MLP hidden layers [default: for_images's]")
+    parser.add_argument("--class-consistency-weight", type=float, help="[default: ConditionalVAE.for_images's]")
     parser.add_argument("--binarize", choices=("dynamic", "none"), default="dynamic",
                         help="the model's training images: binarized afresh each epoch, or grey levels")
     args = parser.parse_args()
@@ -87,7 +96,8 @@ def main():
     scored_test = real_test if binarize is None else binary_test  # test images like the training images
     model_options = {key: value for key, value in (("latent_dim", args.latent_dim), ("beta", args.beta), ("prior", args.prior),
                                                    ("prior_draw_weight", args.prior_draw_weight),
-                                                   ("architecture", args.architecture), ("hidden_units", args.hidden_units))
+                                                   ("architecture", args.architecture), ("hidden_units", args.hidden_units),
+                                                   ("class_consistency_weight", args.class_consistency_weight))
                      if value is not None}
     rows = []
     for seed in args.seeds:
@@ -113,8 +123,11 @@ def main():
             "architecture": args.architecture or "mlp", "binarize": args.binarize,
             **({"hidden_units": args.hidden_units} if args.hidden_units else {}),
             "beta": model.initial_beta, "prior": type(model.prior).__name__, "prior_draw_weight": model.prior_draw_weight,
+            "class_consistency_weight": model.class_consistency_weight,
             "samples_of_requested_class": grey_share, "per_class": grey_per_class,
             "judge_accuracy_on_real": share_correct(grey_judge, real_test, test_labels)[0],
+            "within_class_spread": within_class_spread(means, requested),
+            "within_class_spread_of_reconstructions": within_class_spread(reconstructions, test_labels[:1000]),
             # The same images as the model reconstructs them: how far its decoder's means are recognisable at all.
             "judge_accuracy_on_reconstructions": share_correct(grey_judge, reconstructions, test_labels[:1000])[0],
             "binary_judge_samples_of_requested_class": binary_share, "binary_judge_per_class": binary_per_class,

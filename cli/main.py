@@ -231,6 +231,10 @@ def _choice(kind):
 @click.option("--prior-draw-weight", type=click.FloatRange(0, 1, max_open=True), default=default("prior_draw_weight"),
               show_default=_default_text("prior_draw_weight"),
               help="Sohn et al.'s hybrid objective: weight of decoding codes drawn from the prior (0: the bound alone).")
+@click.option("--class-consistency-weight", type=click.FloatRange(min=0), default=default("class_consistency_weight"),
+              show_default=_default_text("class_consistency_weight"),
+              help="Conditional: weight of an auxiliary classifier's judgement of the images the model makes of each "
+                   "class (0: no classifier; none with --missing).")
 @click.option("--warmup-epochs", type=click.IntRange(min=0), default=default("warmup_epochs"),
               show_default=_default_text("warmup_epochs"),
               help="KL warm-up: anneal β from 0 over this many epochs (the elbo and iwae objectives). The hierarchical "
@@ -346,7 +350,7 @@ def evaluate(model, dataset, data_dir, no_download, split, log_likelihood_sample
 def sample(model, num_images, seed, label, out):
     """Save a grid of images generated from MODEL's prior."""
     from tfvae.checkpoints import load_model
-    from tfvae.images import save_samples
+    from tfvae.images import images_per_class, save_samples
 
     vae = load_model(model)
     if label is not None and not vae.num_classes:
@@ -354,7 +358,7 @@ def sample(model, num_images, seed, label, out):
     if label is not None and label >= vae.num_classes:
         raise click.UsageError(f"--label {label} is not a class of {model}, whose classes are 0 to {vae.num_classes - 1}.")
     if label is None and vae.num_classes and num_images % vae.num_classes:
-        per_class = max(1, num_images // vae.num_classes)
+        per_class = images_per_class(vae.num_classes, num_images)
         logging.getLogger("tfvae").info("One row per class: %d images, %d of each of the %d classes.",
                                         per_class * vae.num_classes, per_class, vae.num_classes)
     click.echo(f"Wrote {save_samples(vae, out, n=num_images, seed=seed, label=label)}")
@@ -392,7 +396,7 @@ def export(model, export_dir, version):
     run_config = run_config_beside(model)
     path = export_saved_model(
         load_model(model), export_dir, version=version, run_config=run_config and run_config.to_json(),
-        dataset=run_config and run_config.data.dataset,
+        dataset=run_config and run_config.data.dataset, option="--export-dir",
     )
     click.echo(f"Exported {path}")
 

@@ -12,7 +12,7 @@ from conftest import MNIST_CLI, invoke_cli, train_mnist_run
 
 import tfvae
 from tfvae.data import load_dataset
-from tfvae.errors import InvalidInput
+from tfvae.errors import InvalidInput, OutputNotWritable
 
 SHAPE = (28, 28, 1)
 
@@ -310,6 +310,7 @@ def test_a_wrong_mask_is_refused_before_the_model_loads(mask, message, tmp_path)
      "does not divide into the 10 classes. Use a multiple of 10, e.g. 400"),  # 40 of the scarcest class
     (["train", *MNIST_CLI, "--strategy", "tpu"], "No TPU found"),
     (["train", *MNIST_CLI, "--model", "conditional", "--alpha", "10"], "--alpha applies to --model semi-supervised or m2"),
+    (["train", *MNIST_CLI, "--class-consistency-weight", "5"], "--class-consistency-weight applies to --model conditional"),
 ])
 def test_messages_name_the_problem_and_the_fix(args, message, run):
     result = invoke_cli(*[run if arg == "RUN" else arg for arg in args])
@@ -323,6 +324,10 @@ def test_library_calls_with_odd_arguments_get_messages(run, digits, tmp_path):
         vae.complete(digits[0][:0], tfvae.masks.make("top_half", SHAPE))
     with pytest.raises(ValueError, match="a pixel without a value is missing"):
         vae.complete(np.where(np.arange(784).reshape(SHAPE) < 10, np.nan, digits[0][:2]), tfvae.masks.make("top_half", SHAPE))
+    (tmp_path / "a_file").write_text("mine")
+    with pytest.raises(OutputNotWritable, match="The export_dir .*a_file is not writable") as refused:
+        tfvae.export.export_saved_model(vae, tmp_path / "a_file")  # a Python call's message names its argument
+    assert "--export-dir" not in str(refused.value) and (tmp_path / "a_file").read_text() == "mine"
     with pytest.raises(TypeError, match="Expected m1 to be a trained tfvae.VAE, or a path to one. Received: dict"):
         tfvae.StackedSemiSupervisedVAE.on_codes_of({"latent_dim": 2}, 10)
     assert isinstance(tfvae.StackedSemiSupervisedVAE.on_codes_of(str(run), 10, latent_dim=2).m1, tfvae.VAE)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.special
 import tensorflow as tf
+import tensorflow_probability as tfp
 from conftest import MNIST_CLI, invoke_cli
 
 import tfvae
@@ -137,7 +138,8 @@ def test_labeled_models_round_trip_through_keras_files(make, labeled, tmp_path):
     train, train_labels, held_out, held_out_labels = labeled
     vae = make()
     vae.compile()
-    vae.fit(train[:500], train_labels[:500], batch_size=100, epochs=1, verbose=0)
+    history = vae.fit(train[:500], train_labels[:500], batch_size=100, epochs=1, verbose=0).history
+    assert isinstance(vae, tfvae.SemiSupervisedVAE) or {"classification", "consistency"} <= set(history)
     path = tmp_path / "model.keras"
     vae.save(path)
     loaded = keras.models.load_model(path)
@@ -150,10 +152,54 @@ def test_labeled_models_round_trip_through_keras_files(make, labeled, tmp_path):
         np.testing.assert_allclose(loaded.classify(images).probs_parameter(), vae.classify(images).probs_parameter(),
                                    atol=1e-6)
         assert loaded.alpha == vae.alpha and loaded.labeled_fraction == vae.labeled_fraction == 1.0
+    else:  # the auxiliary classifier and its weight come back too
+        np.testing.assert_allclose(loaded.classifier(images).logits, vae.classifier(images).logits, atol=1e-5)
+        assert loaded.class_consistency_weight == vae.class_consistency_weight == 10.0
     # Training continues from the restored optimizer state.
     assert int(loaded.optimizer.iterations) == int(vae.optimizer.iterations) == 5
     loaded.fit(train[:500], train_labels[:500], batch_size=100, epochs=1, verbose=0)
     assert int(loaded.optimizer.iterations) == 10
+
+
+def test_class_consistency_judges_the_decoders_images_with_the_classifier_held_fixed(labeled):
+    from tfvae import objectives
+
+    vae = conditional()
+    images, labels = tf.constant(labeled[2][:16]), tf.constant(labeled[3][:16])
+    codes = tf.constant(np.random.default_rng(0).normal(size=(16, 4)), tf.float32)
+    prior = tfp.distributions.MultivariateNormalDiag(codes, tf.fill([16, 4], 1e-6))  # draws are the codes themselves
+    decode = lambda z: vae.decoder(z, labels)
+    with tf.GradientTape(persistent=True) as tape:
+        terms = objectives.class_consistency_terms(images, labels, vae.classifier, decode, prior, tf.constant([1, 2]))
+        totals = {name: tf.reduce_sum(value) for name, value in terms.items()}
+    # A second computation: the classifier's log-softmax at the real images and at the decoder's means of the codes.
+    log_softmax = lambda x: scipy.special.log_softmax(vae.classifier(x).logits.numpy().astype(np.float64), axis=1)
+    rows = np.arange(16), labels.numpy()
+    np.testing.assert_allclose(terms["classification"], -log_softmax(images)[rows], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(terms["consistency"], -log_softmax(decode(codes).mean())[rows], rtol=1e-4, atol=1e-4)
+    # The classifier learns from real images only; the decoder learns from its judgement of generated ones.
+    gradient = lambda term, part: tape.gradient(totals[term], part.trainable_variables)
+    assert all(g is None or not np.any(g) for g in gradient("consistency", vae.classifier))
+    assert any(g is not None and np.any(g) for g in gradient("consistency", vae.decoder))
+    assert all(g is not None and np.all(np.isfinite(g)) for g in gradient("classification", vae.classifier))
+    assert all(g is None for g in gradient("classification", vae.decoder))
+
+
+def test_a_conditional_models_loss_adds_the_classifier_terms_and_leaves_its_bounds(labeled):
+    vae = conditional()
+    data, seed = (tf.constant(labeled[2][:16]), tf.constant(labeled[3][:16])), tf.constant([3, 4])
+    terms = vae.compute_terms(data, seed)
+    alone = tfvae.VAE.compute_terms(vae, data, seed)  # the same model's terms without the classifier
+    np.testing.assert_allclose(terms["loss"], alone["loss"] + terms["classification"] + 10.0 * terms["consistency"],
+                               rtol=1e-5)
+    for name in ("elbo", "reconstruction", "kl"):
+        np.testing.assert_array_equal(terms[name], alone[name])
+    assert conditional(class_consistency_weight=0).classifier is None
+    assert conditional(missing_data=True).classifier is None  # a classifier needs whole images
+    with pytest.raises(ValueError, match="pass the classifier too"):
+        tfvae.ConditionalVAE(vae.encoder, vae.decoder, class_consistency_weight=1.0)
+    with pytest.raises(ValueError, match="Expected class_consistency_weight >= 0"):
+        conditional(class_consistency_weight=-1)
 
 
 def test_keep_labels_is_class_balanced_and_seeded(mnist_test_labels):

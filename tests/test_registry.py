@@ -130,6 +130,11 @@ def test_hidden_units_size_the_one_layer_mlps_a_run_builds_and_are_recorded(tmp_
     for kind in ("vae", "conditional", "m2"):
         model = registry.lookup("model", kind).from_run_config(RunConfig.for_model(kind, hidden_units=(16, 8)).model, info)
         assert [layer.units for layer in model.encoder.body.layers if isinstance(layer, keras.layers.Dense)] == [16, 8]
+        if kind == "conditional":  # the run's auxiliary classifier has the encoder's body, and the kind's weight
+            assert model.class_consistency_weight == 10.0
+            assert [layer.units for layer in model.classifier.body.layers if isinstance(layer, keras.layers.Dense)] == [16, 8]
+    without = RunConfig.for_model("conditional", class_consistency_weight=0.0).model
+    assert registry.lookup("model", "conditional").from_run_config(without, info).classifier is None
     for settings, message in (
         ({"architecture": "conv", "hidden_units": (64,)}, "--hidden-units sizes the MLP's dense layers, not --architecture conv's"),
         ({"model": "hierarchical", "hidden_units": (64,)}, "--hidden-units applies to --model .* not to --model hierarchical"),

@@ -89,6 +89,18 @@ def test_resume_without_latest_json_continues_from_the_newest_checkpoint(run_cop
 
 
 @pytest.mark.slow
+def test_resume_of_a_finished_run_says_nothing_is_left_to_train(run_copy):
+    before = digests(run_copy)
+    result = invoke_cli("train", *SMALL, "--epochs", "3", "--output-dir", run_copy, "--no-export", "--resume")
+    assert result.exit_code == 0, result.output
+    assert "All 3 epochs of the run" in result.output and "nothing left to train" in result.output, result.output
+    assert "Epoch " not in result.output
+    after = digests(run_copy)
+    assert {name: after[name] for name in before if name.startswith("checkpoints/")} == {
+        name: digest for name, digest in before.items() if name.startswith("checkpoints/")}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["invalid json", "missing"])
 def test_a_new_run_refuses_a_directory_whose_latest_json_is_damaged(run_copy, damage):
     latest = run_copy / "checkpoints" / "latest.json"
@@ -190,7 +202,10 @@ def test_every_reader_falls_back_past_a_damaged_checkpoint(run_copy, tmp_path, c
     assert_clean_failure(explicit, "is damaged: corrupt bytes")
     for name in ("epoch-0001.keras", "epoch-0002.keras"):
         corrupt(run_copy / "checkpoints" / name, "truncated")
-    assert_clean_failure(invoke_cli("sample", run_copy, "--out", tmp_path / "u.png"), "None of the 3 checkpoints")
+    none_loads = invoke_cli("sample", run_copy, "--out", tmp_path / "u.png")
+    assert_clean_failure(none_loads, "None of the 3 checkpoints")
+    assert "Skipped the checkpoint" not in none_loads.output  # each reason said once, in the error
+    assert none_loads.output.count("epoch-0001.keras is damaged") == 1, none_loads.output
 
 
 # 4-5. Damaged and inconsistent data files -----------------------------------------------------------

@@ -151,14 +151,17 @@ def load_latest(directory):
     problems = []
     for path, epoch in candidates:
         try:
-            return load_checkpoint(path), epoch
+            model = load_checkpoint(path)
         except DamagedCheckpoint as error:
-            logger.warning("Skipped the checkpoint %s: %s", path.name, error)
-            problems.append(str(error))
+            problems.append((path, str(error)))
+            continue
+        for skipped, reason in problems:  # said once: here, or in the error below when none loads
+            logger.warning("Skipped the checkpoint %s: %s", skipped.name, reason)
+        return model, epoch
     if candidates:
         raise DamagedCheckpoint(
             f"None of the {len(candidates)} checkpoints in {directory} can be loaded:\n  - "
-            + "\n  - ".join(problems)
+            + "\n  - ".join(reason for _, reason in problems)
             + "\nStart a new run in another --output-dir."
         )
     return None

@@ -52,6 +52,7 @@ class ModelConfig:
     num_samples: int = 1  # L (or K for "iwae"): one sample per example suffices for the ELBO with batch >= 100
     beta: float = 1.0  # weight of the KL term
     prior_draw_weight: float = 0.0  # Sohn et al.'s hybrid objective: weight of decoding prior draws (0: the bound alone)
+    class_consistency_weight: float = 0.0  # conditional: weight of an auxiliary classifier's judgement of generated images
     alpha: float = 10.0  # semi-supervised: weight of the classification loss (their α = 0.1·N is 0.1 here)
     bound_weighting: str = "data"  # semi-supervised: how labeled and unlabeled bounds add up
 
@@ -111,7 +112,7 @@ PRETRAINS_VAE = ("semi-supervised",)
 # Settings that only some model kinds use: asking for them with another kind is a mistake worth saying.
 ONE_LAYER = tuple(kind for kind in registry.MODELS if kind != "hierarchical")
 KIND_SETTINGS = {"alpha": FEW_LABELS, "bound_weighting": FEW_LABELS, "labeled_examples": FEW_LABELS,
-                 "m1_epochs": PRETRAINS_VAE, "latent_dims": ("hierarchical",), "latent_type": ("hierarchical",),
+                 "m1_epochs": PRETRAINS_VAE, "class_consistency_weight": ("conditional",), "latent_dims": ("hierarchical",), "latent_type": ("hierarchical",),
                  "latent_dim": ONE_LAYER, "posterior": ONE_LAYER, "architecture": ONE_LAYER, "hidden_units": ONE_LAYER,
                  "missing": ("vae", "conditional")}  # a classifier q(y|x) and a Helmholtz chain need whole images
 
@@ -245,7 +246,8 @@ class RunConfig:
                 raise RunError(f"Expected {name} >= {minimum}. Received: {name}={value!r}")
         if not (isinstance(optimization.learning_rate, (int, float)) and optimization.learning_rate > 0):
             raise RunError(f"Expected learning_rate > 0. Received: learning_rate={optimization.learning_rate!r}")
-        for name, value in (("beta", model.beta), ("alpha", model.alpha)):
+        for name, value in (("beta", model.beta), ("alpha", model.alpha),
+                            ("class_consistency_weight", model.class_consistency_weight)):
             if not (isinstance(value, (int, float)) and value >= 0):
                 raise RunError(f"Expected {name} >= 0. Received: {name}={value!r}")
         if not (isinstance(model.prior_draw_weight, (int, float)) and 0 <= model.prior_draw_weight < 1):

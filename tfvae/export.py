@@ -164,20 +164,21 @@ def _remove_stale_temporaries(export_dir):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def export_saved_model(vae, export_dir, version=None, run_config=None, dataset=None):
+def export_saved_model(vae, export_dir, version=None, run_config=None, dataset=None, option="export_dir"):
     """Writes `vae` as `<export_dir>/<version>/`, a SavedModel that TF Serving loads as it is.
 
     The version is the next free number unless given; an existing version is
     never overwritten. The SavedModel is built in a temporary folder beside the
     target and renamed into place when complete, so a server watching
     `export_dir` never sees a half-written version; concurrent exports to one
-    `export_dir` take turns (a file lock) and get distinct versions. Returns the version's path.
+    `export_dir` take turns (a file lock) and get distinct versions. Returns the version's path. Errors name
+    the folder as `option` (the command line passes its "--export-dir").
     """
     if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
         raise ValueError(f"Expected a version >= 1. Received: version={version!r}")
-    run_directory.check_outside_checkpoints(export_dir, "--export-dir")
-    export_dir = run_directory.check_writable(export_dir, "--export-dir")
-    with run_directory.locked(export_dir, "--export-dir", wait=True):
+    run_directory.check_outside_checkpoints(export_dir, option)
+    export_dir = run_directory.check_writable(export_dir, option)
+    with run_directory.locked(export_dir, option, wait=True):
         _remove_stale_temporaries(export_dir)
         version = next_version(export_dir) if version is None else version
         target = export_dir / str(version)

@@ -46,9 +46,14 @@ def sample_grid(vae, n=64, seed=0, label=None):
     """
     if label is not None or not vae.num_classes:
         return grid(vae.sample(n, seed=seed, labels=label).numpy())
-    columns = max(1, n // vae.num_classes)
+    columns = images_per_class(vae.num_classes, n)
     labels = np.repeat(np.arange(vae.num_classes), columns)
     return grid(vae.sample(len(labels), seed=seed, labels=labels).numpy(), columns=columns)
+
+
+def images_per_class(num_classes, n):
+    """How many images of each class `sample_grid` shows for about `n`: whole rows, at least one."""
+    return max(1, n // num_classes)
 
 
 def save_samples(vae, path, n=64, seed=0, label=None):

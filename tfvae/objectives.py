@@ -260,6 +260,22 @@ def _dreg_pieces(images, posterior, decode, prior, z, beta, observed=None):
     return log_likelihood, decoder_part + encoder_part
 
 
+def class_consistency_terms(images, labels, classifier, decode, prior, seed):
+    """Per-example (B,) terms of an auxiliary classifier c(y|x) for a model of labels (the classification loss on
+    generated images of Bao et al.'s CVAE-GAN, 2017, and Odena et al.'s AC-GAN, 2017):
+
+      classification  −log c(y|x) of the real images: the classifier learns the classes from the data;
+      consistency     −log c(y|x̂) of x̂, the decoder's mean at a draw z ~ p(z|y), with the classifier held fixed:
+                      the decoder and prior learn to make images of the class they are given.
+    """
+    classification = -classifier(images).log_prob(labels)
+    frozen = [tf.stop_gradient(variable.value) for variable in classifier.trainable_variables]
+    fixed = [variable.value for variable in classifier.non_trainable_variables]
+    generated = decode(draw(prior, tf.shape(images)[0], tf.random.experimental.stateless_fold_in(seed, 2, alg=RANDOM_ALGORITHM)))
+    judged, _ = classifier.stateless_call(frozen, fixed, tf.cast(generated.mean(), images.dtype))
+    return {"classification": classification, "consistency": -judged.log_prob(labels)}
+
+
 def label_marginal_terms(per_class, label_posterior):
     """Terms of a bound on log p(x) with the label unknown, from the conditional bound of every (class, example) pair.
 

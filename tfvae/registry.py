@@ -36,7 +36,7 @@ MODELS = {
     "vae": Entry("tfvae.models.vae", "VAE", "p(x): generation, density estimation, completion; no labels"),
     "conditional": Entry("tfvae.models.conditional", "ConditionalVAE",
                          'p(x|y) (Sohn et al. 2015): "give me a 7"; every example labeled',
-                         {"prior": "class_conditional", "prior_draw_weight": 0.1}),
+                         {"prior": "class_conditional", "prior_draw_weight": 0.1, "class_consistency_weight": 10.0}),
     "semi-supervised": Entry("tfvae.models.stacked", "StackedSemiSupervisedVAE",
                              "M1+M2 (Kingma et al. 2014): M2 on the codes of a VAE trained first on every image; "
                              "the best classifier from few labels (-1 = unknown)",

@@ -146,10 +146,11 @@ def check_run_location(directory, option="--output-dir"):
     """Raises `OutputNotWritable` if a run in `directory` would write inside another run's checkpoints or logs
     folder or inside an exported SavedModel, folders whose readers expect their own files only."""
     directory = pathlib.Path(directory)
-    check_outside_checkpoints(directory, option)
     for folder in (directory.resolve(), *directory.resolve().parents):
         if (folder / "saved_model.pb").is_file():
             raise OutputNotWritable(f"{option} {directory} is inside the SavedModel {folder}; choose a folder outside it.")
+        if folder.name == "checkpoints" and holds_run(folder.parent):
+            raise OutputNotWritable(f"{option} {directory} is inside a run's checkpoints folder; choose a folder outside it.")
         if folder.name == "logs" and holds_run(folder.parent):
             raise OutputNotWritable(f"{option} {directory} is inside the logs of the run in {folder.parent}; choose a "
                                     "folder outside it.")
@@ -170,12 +171,17 @@ def check_picture_path(path, picture, option="--out", overwrite=False):
     blocking = next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)
     if blocking is not None:
         raise OutputNotWritable(f"{option} {path} cannot be written: {blocking} is a file, not a folder. Choose another {option}.")
-    if path.exists() and not overwrite and picture_of(path) != picture:
+    if not overwrite and is_foreign_file(path, picture):
         raise OutputNotWritable(
             f"{path} exists and is not a {picture} picture written by tfvae; it is left as it is. Choose another "
             f"{option}, or pass --overwrite to replace it."
         )
     return path
+
+
+def is_foreign_file(path, picture):
+    """Whether `path` holds a file that is not a `picture` tfvae wrote, which writing the picture would destroy."""
+    return pathlib.Path(path).exists() and picture_of(path) != picture
 
 
 def picture_of(path):

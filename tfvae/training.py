@@ -151,7 +151,7 @@ def _check_run_pictures(output_dir):
     """A run writes its pictures into its folder: a file of the same name that tfvae did not write is refused."""
     for picture in RUN_PICTURES:
         path = output_dir / f"{picture}.png"
-        if path.exists() and run_directory.picture_of(path) != picture:
+        if run_directory.is_foreign_file(path, picture):
             raise OutputNotWritable(
                 f"{output_dir} holds {path.name}, which is not a {picture} picture written by tfvae, and a run writes "
                 "its own there. Move the file, or choose another --output-dir."
@@ -268,7 +268,11 @@ def _train_locked(config, resume, callbacks, verbose, strategy, output_dir, log_
         *callbacks,
     ]
     history = {}
-    if initial_epoch < epochs:
+    if initial_epoch >= epochs:
+        logger.info("All %d epochs of the run in %s are done; nothing left to train. It is evaluated%s again. "
+                    "Pass a larger --epochs to train further.", initial_epoch, output_dir,
+                    "" if _export_dir(config) is None else " and exported")
+    else:
         try:
             with run_directory.writing(
                 f"the training outputs in {output_dir}",
@@ -338,5 +342,5 @@ def finish_run(model, config, eval_data, history, output_dir):
     export_path = None
     if _export_dir(config) is not None:
         export_path = export.export_saved_model(model, _export_dir(config), run_config=config.to_json(),
-                                                dataset=config.data.dataset)
+                                                dataset=config.data.dataset, option="--export-dir")
     return RunResult(model, history, metrics, export_path)

@@ -82,6 +82,7 @@ def test_m1_plus_m2_round_trips_through_a_keras_file(trained, binarized_mnist, m
     loaded = keras.models.load_model(tmp_path / "m1m2.keras")
     images = binarized_mnist[1][:50]
     assert type(loaded) is tfvae.StackedSemiSupervisedVAE and loaded.labeled_fraction == pytest.approx(100 / 8000)
+    assert type(loaded.optimizer).__name__ == "AveragingAdam" and loaded.optimizer.ema_momentum == 0.999
     np.testing.assert_allclose(loaded.classify(images).probs_parameter(), model.classify(images).probs_parameter(), atol=1e-6)
     # M1 stays frozen after loading, and training goes on from the restored optimizer state.
     assert len(loaded.trainable_variables) == len(model.trainable_variables)
@@ -92,6 +93,32 @@ def test_m1_plus_m2_round_trips_through_a_keras_file(trained, binarized_mnist, m
     assert int(loaded.optimizer.iterations) > steps
     for before, after in zip(m1_weights, loaded.m1.weights):
         np.testing.assert_array_equal(before, after.numpy())
+
+
+def test_m1_plus_m2_ends_on_averaged_weights_and_its_last_checkpoint_holds_them(m1, binarized_mnist, mnist_test_labels,
+                                                                              tmp_path):
+    from tfvae.checkpoints import AtomicCheckpoint
+    from tfvae.optimizers import AveragingAdam
+
+    plain = tfvae.VAE.for_images(SHAPE, latent_dim=2)
+    plain.compile()
+    assert not plain.optimizer.use_ema  # a VAE trains on its last step's weights
+    keras.utils.set_random_seed(0)
+    model = stacked(m1)
+    model.compile()
+    assert isinstance(model.optimizer, AveragingAdam) and model.optimizer.ema_momentum == 0.999
+    steps = []
+    last_step = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: steps.append([w.numpy().copy() for w in model.m2.trainable_weights]))
+    labels = keep_labels(mnist_test_labels[:1000], 100, seed=0)
+    model.fit(binarized_mnist[0][:1000], labels, batch_size=100, epochs=2, verbose=0,
+              callbacks=[last_step, AtomicCheckpoint(tmp_path)])
+    averaged = [w.numpy() for w in model.m2.trainable_weights]
+    assert max(np.abs(a - b).max() for a, b in zip(averaged, steps[-1])) > 1e-4  # fit ended on the average, not the step
+    saved = keras.models.load_model(tmp_path / "epoch-0002.keras")
+    for in_file, in_model in zip(saved.m2.trainable_weights, averaged):
+        np.testing.assert_array_equal(in_file.numpy(), in_model)
+    assert json.loads((tmp_path / "latest.json").read_text())["epoch"] == 2
 
 
 def test_m1_plus_m2_rejects_models_and_data_it_cannot_use(m1, binarized_mnist):

@@ -219,11 +219,25 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                 "The checkpoints of earlier epochs are intact; run the same command with --resume to continue."
             ) from None
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._saved_this_epoch = None
+
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if (loss is not None and not math.isfinite(float(np.mean(loss)))) or self.skip_epoch():
             return
-        completed = epoch + 1
+        self._write(epoch + 1)
+        self._saved_this_epoch = epoch + 1
+
+    def on_train_end(self, logs=None):
+        """With an optimizer that averages the weights, `fit` ends by putting the average in the model: the last
+        epoch's checkpoint is written again to hold what the run evaluates and exports."""
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+        if getattr(self, "_saved_this_epoch", None) and optimizer.use_ema:
+            self._write(self._saved_this_epoch)
+
+    def _write(self, completed):
+        """Saves the model as the checkpoint of `completed` epochs, atomically, and keeps the last `keep`."""
         name = f"epoch-{completed:04d}.keras"
         if not self.is_writer:
             # Other workers must take part in saving (variables may be distributed),

@@ -94,7 +94,7 @@ def build_model(config, info, missing_data=False, **trained_parts):
     model = model_class.from_run_config(config.model, info, seed=config.optimization.seed, missing_data=missing_data,
                                         **trained_parts)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.optimization.learning_rate),
+        optimizer=model.default_optimizer(config.optimization.learning_rate),
         jit_compile=config.execution.jit_compile,
         steps_per_execution=config.execution.steps_per_execution,
     )

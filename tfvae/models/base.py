@@ -24,6 +24,7 @@ from tfvae.distributions import RANDOM_ALGORITHM
 from tfvae.errors import InvalidInput
 from tfvae.fused_steps import fused_step_function
 from tfvae.limits import check_count
+from tfvae.optimizers import AveragingAdam
 from tfvae.validation import checked_batches, input_check_message
 
 logger = logging.getLogger("tfvae")
@@ -66,7 +67,7 @@ class BaseVAE(keras.Model):
     Keras objects their config holds serialized in `parts`.
 
     `fit`, `evaluate` and `predict` behave as in Keras, with these defaults:
-    Adam(1e-3); XLA chosen by `tfvae.strategies.choose_jit_compile` (an
+    `default_optimizer()` (Adam(1e-3)); XLA chosen by `tfvae.strategies.choose_jit_compile` (an
     explicit `jit_compile` wins); `steps_per_execution=16`, lowered to the
     epoch's steps. With several steps per execution, epoch-level callbacks
     see every epoch exactly, while batch-level callbacks (and the progress
@@ -78,6 +79,10 @@ class BaseVAE(keras.Model):
 
     # Constructor arguments that are Keras objects (networks, priors, models), serialized in the config.
     parts = ()
+
+    # Momentum of the moving average of the weights that `default_optimizer` keeps and `fit` ends on
+    # (Keras's `use_ema`); None trains without one.
+    weight_averaging = None
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -103,16 +108,23 @@ class BaseVAE(keras.Model):
     # Compiling ------------------------------------------------------------------
 
     def compile(self, optimizer=None, jit_compile="auto", steps_per_execution=DEFAULT_STEPS_PER_EXECUTION, **kwargs):
-        """Like `keras.Model.compile`, with Adam(1e-3), tfvae's XLA rule and several steps per execution.
+        """Like `keras.Model.compile`, with `default_optimizer()`, tfvae's XLA rule and several steps per execution.
 
         `jit_compile="auto"` asks `tfvae.strategies.choose_jit_compile` (XLA on
         GPU/TPU and for dense models on CPU, off for convolutions on CPU and
         where it cannot compile) and logs its choice; True or False is obeyed.
         """
         if optimizer is None:
-            optimizer = keras.optimizers.Adam(learning_rate=1e-3)
+            optimizer = self.default_optimizer()
         super().compile(optimizer=optimizer, **kwargs)
         self.configure_execution(jit_compile, steps_per_execution)
+
+    def default_optimizer(self, learning_rate=1e-3):
+        """Adam at `learning_rate`; where the model has a `weight_averaging` momentum, `tfvae.optimizers.AveragingAdam`
+        (`fit` then ends on the average of its last steps' weights)."""
+        if self.weight_averaging is None:
+            return keras.optimizers.Adam(learning_rate)
+        return AveragingAdam(learning_rate, ema_momentum=self.weight_averaging)
 
     def configure_execution(self, jit_compile="auto", steps_per_execution=DEFAULT_STEPS_PER_EXECUTION):
         """Sets XLA and steps per execution for the current strategy (also after loading a checkpoint)."""

@@ -56,6 +56,9 @@ class StackedSemiSupervisedVAE(BaseVAE):
     missing_data = False  # M2's classifier needs whole images
     run_uses_labels = True
     pretrains_image_model = True  # `tfvae train` trains M1 first (`tfvae.training`)
+    # q(y|z1) learns from a hundred labels among noisy steps: ending on the average of the last ~1000 steps'
+    # weights raised the test accuracy on each of five seeds (+0.4 points; the labels-only classifier +0.1).
+    weight_averaging = 0.999
 
     def __init__(self, m1, m2, **kwargs):
         if not isinstance(m1, VAE) or not isinstance(m2, SemiSupervisedVAE):

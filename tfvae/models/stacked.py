@@ -57,7 +57,7 @@ class StackedSemiSupervisedVAE(BaseVAE):
     run_uses_labels = True
     pretrains_image_model = True  # `tfvae train` trains M1 first (`tfvae.training`)
     # q(y|z1) learns from a hundred labels among noisy steps: ending on the average of the last ~1000 steps'
-    # weights raised the test accuracy on each of five seeds (+0.4 points; the labels-only classifier +0.1).
+    # weights raised its test accuracy on each of five seeds, +0.4 points on the mean (benchmarks/RESULTS.md).
     weight_averaging = 0.999
 
     def __init__(self, m1, m2, **kwargs):

@@ -227,7 +227,7 @@ def _choice(kind):
 @click.option("--batch-size", type=click.IntRange(min=1), default=default("batch_size"), show_default=_default_text("batch_size"),
               help="The global batch size.")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=default("learning_rate"),
-              help="Adam's step size (semi-supervised: M2 ends on the average of its last ~1000 steps' weights).")
+              help="Adam's step size (semi-supervised and m2: M2 ends on the average of its last ~1000 steps' weights).")
 @click.option("--beta", type=click.FloatRange(min=0), default=default("beta"), help="Weight of the KL term.")
 @click.option("--prior-draw-weight", type=click.FloatRange(0, 1, max_open=True), default=default("prior_draw_weight"),
               show_default=_default_text("prior_draw_weight"),

@@ -103,6 +103,9 @@ def test_m1_plus_m2_ends_on_averaged_weights_and_its_last_checkpoint_holds_them(
     plain = tfvae.VAE.for_images(SHAPE, latent_dim=2)
     plain.compile()
     assert not plain.optimizer.use_ema  # a VAE trains on its last step's weights
+    pixels_m2 = tfvae.SemiSupervisedVAE.for_images(SHAPE, num_classes=10, latent_dim=2)
+    pixels_m2.compile()
+    assert isinstance(pixels_m2.optimizer, AveragingAdam)  # M2 on pixels averages too
     keras.utils.set_random_seed(0)
     model = stacked(m1)
     model.compile()
